@@ -1,0 +1,52 @@
+//! The Leptos application, shared by the server (SSR, feature `ssr`) and the browser (hydrate).
+//!
+//! Server-only code lives behind the `ssr` feature; everything else compiles for both sides.
+
+pub mod layout;
+pub mod pages;
+pub mod status;
+
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, Link, MetaTags, Stylesheet, Title};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    path,
+};
+
+/// The HTML document around the app. Only the server renders it.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+
+    view! {
+        <Stylesheet id="leptos" href="/pkg/saved-cards.css"/>
+        <Link rel="icon" type_="image/svg+xml" href="/favicon.svg"/>
+        <Title formatter=|text| format!("{text} · Saved cards")/>
+        <Router>
+            <layout::Layout>
+                <Routes fallback=pages::NotFound>
+                    <Route path=path!("") view=pages::Home/>
+                    <Route path=path!("/account/cards") view=pages::SavedCards/>
+                </Routes>
+            </layout::Layout>
+        </Router>
+    }
+}

@@ -1,0 +1,1 @@
+//! A stateful stand-in for Jetpay. Filled in by the sandbox issue.
