@@ -26,7 +26,7 @@ pub fn NotFound() -> impl IntoView {
     #[cfg(feature = "ssr")]
     {
         if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
-            response.set_status(http_status_not_found());
+            response.set_status(http::StatusCode::NOT_FOUND);
         }
     }
     view! {
@@ -34,9 +34,4 @@ pub fn NotFound() -> impl IntoView {
         <h1>"Page not found"</h1>
         <p>"There is nothing at this address. Go back to "<a href="/account/cards">"your saved cards"</a>"."</p>
     }
-}
-
-#[cfg(feature = "ssr")]
-fn http_status_not_found() -> leptos_axum::http::StatusCode {
-    leptos_axum::http::StatusCode::NOT_FOUND
 }

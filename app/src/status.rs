@@ -5,7 +5,7 @@ use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ServerInfo {
+pub struct JetpayConnection {
     /// `"sandbox"` when the embedded stand-in runs, `"jetpay"` for a configured host.
     pub jetpay_mode: String,
     pub jetpay_origin: String,
@@ -14,8 +14,8 @@ pub struct ServerInfo {
 
 /// What the server knows about its Jetpay connection. Provided by the server as context.
 #[server(endpoint = "server_info")]
-pub async fn server_info() -> Result<ServerInfo, ServerFnError> {
-    use_context::<ServerInfo>().ok_or_else(|| ServerFnError::new("server info not configured"))
+pub async fn server_info() -> Result<JetpayConnection, ServerFnError> {
+    use_context::<JetpayConnection>().ok_or_else(|| ServerFnError::new("server info not configured"))
 }
 
 #[component]

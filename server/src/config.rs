@@ -11,6 +11,8 @@ pub struct Config {
     pub listen_addr: SocketAddr,
     /// `LEPTOS_SITE_ROOT`: the folder with the built site (`pkg/`, favicon, …).
     pub site_root: PathBuf,
+    /// `LEPTOS_ENV`: `PROD` in production (secure cookies, no dev conveniences), `DEV` otherwise.
+    pub production: bool,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -37,9 +39,21 @@ impl Config {
             "expected an address and port such as 127.0.0.1:3000",
         )?;
         let site_root = PathBuf::from(get("LEPTOS_SITE_ROOT").unwrap_or("target/site"));
+        let production = match get("LEPTOS_ENV").map(str::to_ascii_uppercase).as_deref() {
+            None | Some("DEV") | Some("DEVELOPMENT") => false,
+            Some("PROD") | Some("PRODUCTION") => true,
+            Some(other) => {
+                return Err(ConfigError {
+                    variable: "LEPTOS_ENV",
+                    value: other.to_owned(),
+                    problem: "expected DEV or PROD".to_owned(),
+                })
+            }
+        };
         Ok(Self {
             listen_addr,
             site_root,
+            production,
         })
     }
 }

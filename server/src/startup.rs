@@ -1,13 +1,16 @@
 //! Building the router and binding the listener, shared by `main` and the integration tests
 //! (which bind port 0).
 
-use app::{shell, status::ServerInfo, App};
+use app::{shell, status::JetpayConnection, App};
 use axum::Router;
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+
+/// The name cargo-leptos gives the WASM, JS and CSS files (`name` in the workspace metadata).
+const OUTPUT_NAME: &str = "saved-cards";
 
 /// A bound, not yet serving application.
 pub struct Application {
@@ -17,17 +20,18 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config) -> std::io::Result<Self> {
-        let mut leptos_options = get_configuration(None)
-            .map(|c| c.leptos_options)
-            .unwrap_or_default();
-        leptos_options.site_addr = config.listen_addr;
-        leptos_options.site_root = config.site_root.to_string_lossy().as_ref().into();
-        if leptos_options.output_name.is_empty() {
-            leptos_options.output_name = "saved-cards".into();
-        }
+        // Built here rather than by `get_configuration`, so the binary behaves the same whether
+        // cargo-leptos, Playwright or an operator starts it.
+        let leptos_options = LeptosOptions::builder()
+            .output_name(OUTPUT_NAME)
+            .site_root(config.site_root.to_string_lossy().as_ref())
+            .site_pkg_dir("pkg")
+            .site_addr(config.listen_addr)
+            .env(if config.production { Env::PROD } else { Env::DEV })
+            .build();
 
         let listener = TcpListener::bind(config.listen_addr).await?;
-        let server_info = ServerInfo {
+        let server_info = JetpayConnection {
             jetpay_mode: "sandbox".into(),
             jetpay_origin: "not started yet".into(),
             version: env!("CARGO_PKG_VERSION").into(),

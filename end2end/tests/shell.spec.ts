@@ -1,0 +1,42 @@
+import { test, expect, waitForHydration } from './fixtures';
+
+test('the saved cards page renders on the server and hydrates', async ({ page }) => {
+  await page.goto('/account/cards');
+  await expect(page).toHaveTitle('Saved cards · Saved cards');
+  await expect(page.getByRole('heading', { level: 1, name: 'Saved cards' })).toBeVisible();
+  await waitForHydration(page);
+});
+
+test('the menu button works only through WASM', async ({ page }) => {
+  await page.setViewportSize({ width: 390, height: 800 });
+  await page.goto('/');
+  await waitForHydration(page);
+  const toggle = page.getByRole('button', { name: 'Menu' });
+  const nav = page.getByRole('navigation', { name: 'Main' });
+  await expect(toggle).toHaveAttribute('aria-expanded', 'false');
+  await expect(nav).toBeHidden();
+  await toggle.click();
+  await expect(toggle).toHaveAttribute('aria-expanded', 'true');
+  await expect(nav).toBeVisible();
+  await nav.getByRole('link', { name: /Saved cards/ }).click();
+  await expect(page).toHaveURL(/\/account\/cards$/);
+});
+
+test('a server function round trip answers from the server', async ({ page }) => {
+  await page.goto('/');
+  await waitForHydration(page);
+  const answered = page.waitForResponse(
+    (r) => r.url().endsWith('/api/server_info') && r.request().method() === 'POST',
+  );
+  await page.getByRole('button', { name: 'Check again' }).click();
+  const response = await answered;
+  expect(response.status()).toBe(200);
+  const body = await response.json();
+  await expect(page.getByTestId('jetpay-mode')).toContainText(body.jetpay_origin);
+});
+
+test('an unknown address shows the 404 page with status 404', async ({ page }) => {
+  const response = await page.goto('/no/such/page');
+  expect(response?.status()).toBe(404);
+  await expect(page.getByRole('heading', { name: 'Page not found' })).toBeVisible();
+});
