@@ -3,6 +3,24 @@
 //! This crate knows nothing of the application that uses it. Everything the guide leaves open
 //! (marked **U** in `shared/jetpay-api.md`) is decided in [`unspecified`], and only there, so a
 //! change when the real answer is known is a change to one module.
+//!
+//! - [`client`]: the typed API client ([`Client`]) for contacts, card tokenization and webhooks.
+//! - [`verify`]: the webhook delivery verifier ([`Verifier`]): RS256 JWT, JWKS by `kid`,
+//!   `payload_hash` over the raw body.
+//! - [`wire`]: request, response and webhook payload types.
+//! - [`error`]: the client's [`Error`].
 
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod error;
 pub mod unspecified;
+pub mod verify;
 pub mod wire;
+
+#[cfg(test)]
+mod testkit;
+
+pub use client::{ApiToken, Client, ClientConfig};
+pub use error::Error;
+pub use verify::{Verifier, VerifyError};

@@ -132,8 +132,13 @@ pub struct Event {
 pub enum EventKind {
     CardTokenized(CardTokenized),
     /// A known type whose `data` did not parse: kept with the reason for the log.
-    Malformed { event_type: String, reason: String },
-    Unknown { event_type: String },
+    Malformed {
+        event_type: String,
+        reason: String,
+    },
+    Unknown {
+        event_type: String,
+    },
 }
 
 impl Event {
@@ -173,10 +178,18 @@ pub struct CardTokenized {
     pub contact_id: Uuid,
     pub state: TokenizationState,
     /// Machine-readable reason code on failure, e.g. `card_declined`.
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "failure_reason")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "failure_reason"
+    )]
     pub failure_reason: Option<String>,
     /// A sentence for people on failure.
-    #[serde(default, skip_serializing_if = "Option::is_none", alias = "failure_message")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        alias = "failure_message"
+    )]
     pub failure_message: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub brand: Option<String>,
