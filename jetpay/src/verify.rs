@@ -775,7 +775,8 @@ mod tests {
     async fn unknown_kid_refetches_exactly_once_per_interval() {
         let (addr, jwks) = jwks_server(&[KID]).await;
         let verifier =
-            Verifier::new(client_for(addr)).with_min_refetch_interval(Duration::from_millis(200));
+            // 1 s: long enough that a loaded machine cannot cross it between two calls.
+            Verifier::new(client_for(addr)).with_min_refetch_interval(Duration::from_millis(1000));
         let body = body();
         let auth = bearer(&sign(Some(KID), &claims_for(&body)));
         verifier.verify(Some(&auth), &body).await.unwrap();
@@ -789,7 +790,7 @@ mod tests {
         );
         assert_eq!(jwks.hits.load(Ordering::SeqCst), 1);
 
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
         // Concurrent deliveries with the same unknown kid share exactly one refetch…
         for r in verify_concurrently(&verifier, &unknown, &body, 4).await {
             assert_eq!(
@@ -834,7 +835,8 @@ mod tests {
     async fn rotated_key_is_picked_up_after_the_interval() {
         let (addr, jwks) = jwks_server(&["old"]).await;
         let verifier =
-            Verifier::new(client_for(addr)).with_min_refetch_interval(Duration::from_millis(100));
+            // 1 s: long enough that a loaded machine cannot cross it between two calls.
+            Verifier::new(client_for(addr)).with_min_refetch_interval(Duration::from_millis(1000));
         let body = body();
         let old = bearer(&sign(Some("old"), &claims_for(&body)));
         verifier.verify(Some(&old), &body).await.unwrap();
@@ -848,7 +850,7 @@ mod tests {
         );
         assert_eq!(jwks.hits.load(Ordering::SeqCst), 1);
 
-        tokio::time::sleep(Duration::from_millis(150)).await;
+        tokio::time::sleep(Duration::from_millis(1100)).await;
         verifier.verify(Some(&new), &body).await.unwrap();
         assert_eq!(jwks.hits.load(Ordering::SeqCst), 2);
         // The withdrawn key no longer verifies, and asking for it does not refetch (interval).
