@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use crate::status::JetpayStatus;
+use crate::{auth::AccountMenu, status::JetpayStatus};
 
 #[component]
 pub fn Layout(children: Children) -> impl IntoView {
@@ -35,6 +35,7 @@ pub fn Layout(children: Children) -> impl IntoView {
                     <ul>
                         <li><a href="/">"Home"</a></li>
                         <li><a href="/account/cards">"Account → Saved cards"</a></li>
+                        <li class="account"><AccountMenu/></li>
                     </ul>
                 </nav>
             </header>

@@ -2,9 +2,18 @@
 //!
 //! Server-only code lives behind the `ssr` feature; everything else compiles for both sides.
 
+pub mod auth;
+pub mod cards;
 pub mod layout;
+pub mod live;
+pub mod model;
 pub mod pages;
 pub mod status;
+
+#[cfg(feature = "ssr")]
+pub mod backend;
+#[cfg(feature = "ssr")]
+pub mod session;
 
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, Link, MetaTags, Stylesheet, Title};
@@ -44,7 +53,9 @@ pub fn App() -> impl IntoView {
             <layout::Layout>
                 <Routes fallback=pages::NotFound>
                     <Route path=path!("") view=pages::Home/>
-                    <Route path=path!("/account/cards") view=pages::SavedCards/>
+                    <Route path=path!("/account/cards") view=cards::SavedCardsPage/>
+                    <Route path=path!("/sign-in") view=auth::SignInPage/>
+                    <Route path=path!("/sign-up") view=auth::SignUpPage/>
                 </Routes>
             </layout::Layout>
         </Router>

@@ -13,15 +13,6 @@ pub fn Home() -> impl IntoView {
 }
 
 #[component]
-pub fn SavedCards() -> impl IntoView {
-    view! {
-        <Title text="Saved cards"/>
-        <h1>"Saved cards"</h1>
-        <p class="empty">"You have no saved cards yet."</p>
-    }
-}
-
-#[component]
 pub fn NotFound() -> impl IntoView {
     #[cfg(feature = "ssr")]
     {

@@ -3,9 +3,25 @@
 //! Every variable is parsed here; a bad value stops the server with a message that names the
 //! variable, what was wrong and what a good value looks like.
 
-use std::{collections::HashMap, net::SocketAddr, path::PathBuf};
+use std::{collections::HashMap, net::SocketAddr, path::PathBuf, time::Duration};
 
+use url::Url;
+
+/// Where the server gets Jetpay from.
 #[derive(Debug, Clone, PartialEq)]
+pub enum JetpayTarget {
+    /// `JETPAY_BASE_URL` and `JETPAY_API_TOKEN` set: a real Jetpay host.
+    Remote { base_url: Url, api_token: String },
+    /// Neither set: start the embedded sandbox on its own port (a different origin, as in
+    /// production).
+    Sandbox {
+        listen_addr: SocketAddr,
+        /// `None`: in memory (tests); otherwise a SQLite file that survives restarts.
+        database: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, PartialEq)]
 pub struct Config {
     /// `LEPTOS_SITE_ADDR`: where the app listens. cargo-leptos sets it from `Cargo.toml`.
     pub listen_addr: SocketAddr,
@@ -13,6 +29,42 @@ pub struct Config {
     pub site_root: PathBuf,
     /// `LEPTOS_ENV`: `PROD` in production (secure cookies, no dev conveniences), `DEV` otherwise.
     pub production: bool,
+    /// `DATABASE_URL`: SQLite by default.
+    pub database_url: String,
+    /// `PUBLIC_URL`: how browsers and Jetpay reach this server; the webhook URL is built from it.
+    /// Defaults to `http://<listen address>`.
+    pub public_url: Option<Url>,
+    pub jetpay: JetpayTarget,
+    /// `PENDING_TIMEOUT_SECS`: a pending card with no result after this long expires.
+    pub pending_timeout: Duration,
+    /// `WEBHOOK_MAX_WAIT_SECONDS` / `WEBHOOK_MAX_BATCH_SIZE`: what we ask Jetpay for when we
+    /// register our webhook. Defaults: 60 and 10 (Jetpay's), 0 and 10 with the sandbox.
+    pub webhook_max_wait_seconds: u32,
+    pub webhook_max_batch_size: u32,
+    /// `GAP_GRACE_SECS`: how long a hole in the received event ids may stay before we ask Jetpay
+    /// to replay (deliveries can arrive out of order for a while).
+    pub gap_grace: Duration,
+    /// `SWEEP_INTERVAL_SECS`: how often stale pending cards are expired and gaps checked.
+    pub sweep_interval: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    /// Never prints the API token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let jetpay = match &self.jetpay {
+            JetpayTarget::Remote { base_url, .. } => format!("Remote {{ base_url: {base_url}, api_token: *** }}"),
+            other => format!("{other:?}"),
+        };
+        f.debug_struct("Config")
+            .field("listen_addr", &self.listen_addr)
+            .field("site_root", &self.site_root)
+            .field("production", &self.production)
+            .field("database_url", &self.database_url)
+            .field("public_url", &self.public_url)
+            .field("jetpay", &jetpay)
+            .field("pending_timeout", &self.pending_timeout)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -21,6 +73,14 @@ pub struct ConfigError {
     pub variable: &'static str,
     pub value: String,
     pub problem: String,
+}
+
+fn bad(variable: &'static str, value: &str, problem: &str) -> ConfigError {
+    ConfigError {
+        variable,
+        value: value.to_owned(),
+        problem: problem.to_owned(),
+    }
 }
 
 impl Config {
@@ -42,32 +102,94 @@ impl Config {
         let production = match get("LEPTOS_ENV").map(str::to_ascii_uppercase).as_deref() {
             None | Some("DEV") | Some("DEVELOPMENT") => false,
             Some("PROD") | Some("PRODUCTION") => true,
-            Some(other) => {
-                return Err(ConfigError {
-                    variable: "LEPTOS_ENV",
-                    value: other.to_owned(),
-                    problem: "expected DEV or PROD".to_owned(),
-                })
-            }
+            Some(other) => return Err(bad("LEPTOS_ENV", other, "expected DEV or PROD")),
         };
+        let database_url = get("DATABASE_URL").unwrap_or("sqlite://data/saved-cards.db").to_owned();
+        if !database_url.starts_with("sqlite:") {
+            return Err(bad(
+                "DATABASE_URL",
+                &database_url,
+                "expected a SQLite URL such as sqlite://data/saved-cards.db",
+            ));
+        }
+        let public_url = get("PUBLIC_URL")
+            .map(|v| parse_url("PUBLIC_URL", v))
+            .transpose()?;
+        let jetpay = match (get("JETPAY_BASE_URL"), get("JETPAY_API_TOKEN")) {
+            (Some(url), Some(token)) => JetpayTarget::Remote {
+                base_url: parse_url("JETPAY_BASE_URL", url)?,
+                api_token: token.to_owned(),
+            },
+            (Some(_), None) => {
+                return Err(bad(
+                    "JETPAY_API_TOKEN",
+                    "",
+                    "must be set when JETPAY_BASE_URL is (create one in the Jetpay dashboard)",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(bad(
+                    "JETPAY_BASE_URL",
+                    "",
+                    "must be set when JETPAY_API_TOKEN is, e.g. https://extapi.demo.jetpay.baselinepayments.com",
+                ))
+            }
+            (None, None) => JetpayTarget::Sandbox {
+                listen_addr: parse(
+                    "JETPAY_SANDBOX_ADDR",
+                    get("JETPAY_SANDBOX_ADDR").unwrap_or("127.0.0.1:3002"),
+                    "expected an address and port such as 127.0.0.1:3002",
+                )?,
+                database: match get("JETPAY_SANDBOX_DB").unwrap_or("data/jetpay-sandbox.db") {
+                    "memory" => None,
+                    path => Some(PathBuf::from(path)),
+                },
+            },
+        };
+        let sandbox = matches!(jetpay, JetpayTarget::Sandbox { .. });
+        let secs = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
+            get(name)
+                .map(|v| parse::<u64>(name, v, "expected a whole number of seconds"))
+                .transpose()
+                .map(|v| Duration::from_secs(v.unwrap_or(default)))
+        };
+        let webhook_max_wait_seconds = get("WEBHOOK_MAX_WAIT_SECONDS")
+            .map(|v| parse("WEBHOOK_MAX_WAIT_SECONDS", v, "expected 60 to 3600 (0 and up with the sandbox)"))
+            .transpose()?
+            .unwrap_or(if sandbox { 0 } else { 60 });
+        let webhook_max_batch_size: u32 = get("WEBHOOK_MAX_BATCH_SIZE")
+            .map(|v| parse("WEBHOOK_MAX_BATCH_SIZE", v, "expected 1 to 100"))
+            .transpose()?
+            .unwrap_or(10);
+        if !(1..=100).contains(&webhook_max_batch_size) {
+            return Err(bad("WEBHOOK_MAX_BATCH_SIZE", &webhook_max_batch_size.to_string(), "expected 1 to 100"));
+        }
         Ok(Self {
             listen_addr,
             site_root,
             production,
+            database_url,
+            public_url,
+            jetpay,
+            pending_timeout: secs("PENDING_TIMEOUT_SECS", 15 * 60)?,
+            webhook_max_wait_seconds,
+            webhook_max_batch_size,
+            gap_grace: secs("GAP_GRACE_SECS", if sandbox { 5 } else { 180 })?,
+            sweep_interval: secs("SWEEP_INTERVAL_SECS", 5)?,
         })
     }
 }
 
-fn parse<T: std::str::FromStr>(
-    variable: &'static str,
-    value: &str,
-    expected: &str,
-) -> Result<T, ConfigError> {
-    value.parse().map_err(|_| ConfigError {
-        variable,
-        value: value.to_owned(),
-        problem: expected.to_owned(),
-    })
+fn parse<T: std::str::FromStr>(variable: &'static str, value: &str, expected: &str) -> Result<T, ConfigError> {
+    value.parse().map_err(|_| bad(variable, value, expected))
+}
+
+fn parse_url(variable: &'static str, value: &str) -> Result<Url, ConfigError> {
+    let url: Url = parse(variable, value, "expected an absolute URL such as https://example.com")?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(bad(variable, value, "expected an http or https URL with a host"));
+    }
+    Ok(url)
 }
 
 #[cfg(test)]
@@ -75,10 +197,7 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     #[test]
@@ -86,6 +205,9 @@ mod tests {
         let config = Config::from_vars(&vars(&[])).unwrap();
         assert_eq!(config.listen_addr, "127.0.0.1:3000".parse().unwrap());
         assert_eq!(config.site_root, PathBuf::from("target/site"));
+        assert!(matches!(config.jetpay, JetpayTarget::Sandbox { .. }));
+        assert_eq!(config.webhook_max_wait_seconds, 0);
+        assert_eq!(config.database_url, "sqlite://data/saved-cards.db");
     }
 
     #[test]
@@ -94,5 +216,34 @@ mod tests {
         assert_eq!(err.variable, "LEPTOS_SITE_ADDR");
         assert!(err.to_string().contains("LEPTOS_SITE_ADDR"), "{err}");
         assert!(err.to_string().contains("127.0.0.1:3000"), "{err}");
+    }
+
+    #[test]
+    fn remote_jetpay_needs_both_variables_and_hides_the_token() {
+        let err = Config::from_vars(&vars(&[("JETPAY_BASE_URL", "https://extapi.demo.jetpay.baselinepayments.com")]))
+            .unwrap_err();
+        assert_eq!(err.variable, "JETPAY_API_TOKEN");
+        let config = Config::from_vars(&vars(&[
+            ("JETPAY_BASE_URL", "https://extapi.demo.jetpay.baselinepayments.com"),
+            ("JETPAY_API_TOKEN", "s3cret-token"),
+        ]))
+        .unwrap();
+        assert!(matches!(config.jetpay, JetpayTarget::Remote { .. }));
+        assert_eq!(config.webhook_max_wait_seconds, 60);
+        assert!(!format!("{config:?}").contains("s3cret-token"));
+    }
+
+    #[test]
+    fn bad_numbers_and_urls_name_their_variable() {
+        for (name, value) in [
+            ("PENDING_TIMEOUT_SECS", "soon"),
+            ("WEBHOOK_MAX_BATCH_SIZE", "500"),
+            ("PUBLIC_URL", "example.com"),
+            ("DATABASE_URL", "mysql://x"),
+            ("LEPTOS_ENV", "staging"),
+        ] {
+            let err = Config::from_vars(&vars(&[(name, value)])).unwrap_err();
+            assert_eq!(err.variable, name);
+        }
     }
 }

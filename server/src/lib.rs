@@ -1,5 +1,11 @@
-//! The axum server: configuration, router, and (in later layers) the webhook receiver, live
-//! updates and background jobs.
+//! The axum server: typed configuration, router, Jetpay webhook receiver, live card stream,
+//! background jobs, and the embedded Jetpay sandbox in development.
 
 pub mod config;
+pub mod jetpay_setup;
+pub mod jobs;
+pub mod live;
+pub mod security;
 pub mod startup;
+pub mod state;
+pub mod webhook;

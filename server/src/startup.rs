@@ -1,66 +1,202 @@
-//! Building the router and binding the listener, shared by `main` and the integration tests
+//! Building the application and binding its listener, shared by `main` and the integration tests
 //! (which bind port 0).
 
-use app::{shell, status::JetpayConnection, App};
-use axum::Router;
+use std::{net::SocketAddr, sync::Arc};
+
+use app::{
+    backend::{Backend, Settings, Store},
+    shell,
+    status::JetpayConnection as JetpayStatus,
+    App,
+};
+use axum::{
+    extract::DefaultBodyLimit,
+    http::HeaderValue,
+    middleware,
+    routing::{get, post},
+    Router,
+};
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::Notify};
+use tower_sessions::{cookie::SameSite, Expiry, SessionManagerLayer};
+use tower_sessions_sqlx_store::SqliteStore;
+use url::Url;
 
-use crate::config::Config;
+use crate::{
+    config::Config,
+    jetpay_setup::{self, JetpayConnection},
+    jobs::Jobs,
+    live, security,
+    state::AppState,
+    webhook,
+};
 
 /// The name cargo-leptos gives the WASM, JS and CSS files (`name` in the workspace metadata).
 const OUTPUT_NAME: &str = "saved-cards";
+const SESSION_COOKIE: &str = "saved_cards_session";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("could not listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("database {url}: {source}")]
+    Database {
+        url: String,
+        source: app::backend::store::StoreError,
+    },
+    #[error("session store: {0}")]
+    Sessions(#[from] sqlx::Error),
+    #[error(transparent)]
+    Jetpay(#[from] jetpay_setup::SetupError),
+}
 
 /// A bound, not yet serving application.
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    pub backend: Arc<Backend>,
+    pub jetpay: JetpayConnection,
+    pub public_url: Url,
 }
 
 impl Application {
-    pub async fn build(config: Config) -> std::io::Result<Self> {
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let listener = TcpListener::bind(config.listen_addr)
+            .await
+            .map_err(|source| StartError::Bind {
+                addr: config.listen_addr,
+                source,
+            })?;
+        let local_addr = listener.local_addr().expect("bound listener has an address");
+        let public_url = config
+            .public_url
+            .clone()
+            .unwrap_or_else(|| Url::parse(&format!("http://{local_addr}")).expect("socket address makes a URL"));
+
         // Built here rather than by `get_configuration`, so the binary behaves the same whether
         // cargo-leptos, Playwright or an operator starts it.
         let leptos_options = LeptosOptions::builder()
             .output_name(OUTPUT_NAME)
             .site_root(config.site_root.to_string_lossy().as_ref())
             .site_pkg_dir("pkg")
-            .site_addr(config.listen_addr)
+            .site_addr(local_addr)
             .env(if config.production { Env::PROD } else { Env::DEV })
             .build();
 
-        let listener = TcpListener::bind(config.listen_addr).await?;
-        let server_info = JetpayConnection {
-            jetpay_mode: "sandbox".into(),
-            jetpay_origin: "not started yet".into(),
+        let store = Store::connect(&config.database_url)
+            .await
+            .map_err(|source| StartError::Database {
+                url: config.database_url.clone(),
+                source,
+            })?;
+        let jetpay = jetpay_setup::connect(&config, &public_url).await?;
+        let settings = Settings {
+            pending_timeout: config.pending_timeout,
+            dev_mode: !config.production,
+            ..Settings::default()
+        };
+        let backend = Backend::new(store.clone(), jetpay.client.clone(), settings);
+        if !config.production {
+            if let Err(e) = backend.seed_demo_customer().await {
+                tracing::warn!(error = %e, "could not seed the demo customer");
+            }
+        }
+
+        let session_store = SqliteStore::new(store.pool().clone());
+        session_store.migrate().await?;
+        let sessions = SessionManagerLayer::new(session_store)
+            .with_name(SESSION_COOKIE)
+            .with_http_only(true)
+            .with_same_site(SameSite::Lax)
+            .with_secure(config.production)
+            .with_expiry(Expiry::OnInactivity(tower_sessions::cookie::time::Duration::days(14)));
+
+        let callback_url = public_url.join("/webhooks/jetpay").expect("static path joins").to_string();
+        tokio::spawn(jetpay_setup::register_webhook(
+            jetpay.client.clone(),
+            store.clone(),
+            callback_url.clone(),
+            config.webhook_max_wait_seconds,
+            config.webhook_max_batch_size,
+        ));
+        let gap_check = Arc::new(Notify::new());
+        Jobs {
+            backend: backend.clone(),
+            callback_url,
+            sweep_interval: config.sweep_interval,
+            gap_grace: config.gap_grace,
+            gap_check: gap_check.clone(),
+        }
+        .spawn();
+
+        let state = AppState {
+            leptos_options: leptos_options.clone(),
+            backend: backend.clone(),
+            verifier: jetpay::Verifier::new(jetpay.client.clone()),
+            gap_check,
+        };
+        let status = JetpayStatus {
+            jetpay_mode: if jetpay.is_sandbox() { "sandbox" } else { "jetpay" }.into(),
+            jetpay_origin: jetpay.origin(),
             version: env!("CARGO_PKG_VERSION").into(),
+        };
+        let headers = security::Headers {
+            csp: HeaderValue::from_str(&security::content_security_policy(
+                &jetpay.origin(),
+                (!config.production).then_some(leptos_options.reload_port),
+            ))
+            .expect("CSP is ASCII"),
         };
 
         let routes = generate_route_list(App);
-        let router = Router::new()
+        let pages = Router::new()
             .leptos_routes_with_context(
-                &leptos_options,
+                &state,
                 routes,
                 {
-                    let info = server_info.clone();
-                    move || provide_context(info.clone())
+                    let backend = backend.clone();
+                    move || {
+                        provide_context(status.clone());
+                        provide_context(backend.clone());
+                    }
                 },
                 {
                     let leptos_options = leptos_options.clone();
                     move || shell(leptos_options.clone())
                 },
             )
-            .fallback(leptos_axum::file_and_error_handler(shell))
-            .with_state(leptos_options);
-        Ok(Self { listener, router })
+            .route(app::live::STREAM_PATH, get(live::stream))
+            .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+            .layer(middleware::from_fn(security::same_origin_only))
+            .layer(sessions)
+            .layer(DefaultBodyLimit::max(64 * 1024));
+        let router = Router::new()
+            .route(
+                "/webhooks/jetpay",
+                post(webhook::receive).layer(DefaultBodyLimit::max(webhook::MAX_BODY_BYTES)),
+            )
+            .route("/health", get(|| async { "ok" }))
+            .merge(pages)
+            .layer(middleware::from_fn_with_state(headers, security::set_headers))
+            .layer(tower_http::trace::TraceLayer::new_for_http())
+            .with_state(state);
+
+        Ok(Self {
+            listener,
+            router,
+            backend,
+            jetpay,
+            public_url,
+        })
     }
 
-    pub fn local_addr(&self) -> std::net::SocketAddr {
+    pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("bound listener has an address")
     }
 
     pub async fn run(self) -> std::io::Result<()> {
+        let _sandbox = self.jetpay.sandbox;
         axum::serve(self.listener, self.router.into_make_service()).await
     }
 }

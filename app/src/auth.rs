@@ -1,0 +1,186 @@
+//! Sign up, sign in, sign out: server functions and their pages.
+
+use leptos::prelude::*;
+use leptos_meta::Title;
+use leptos_router::hooks::use_query_map;
+
+use crate::model::CustomerView;
+
+#[server(endpoint = "current_customer")]
+pub async fn current_customer() -> Result<Option<CustomerView>, ServerFnError> {
+    use crate::session;
+    let Some(id) = session::customer_id().await? else {
+        return Ok(None);
+    };
+    let backend = session::backend()?;
+    let customer = backend
+        .store
+        .customer_by_id(&id)
+        .await
+        .map_err(crate::backend::AppError::from)?;
+    Ok(customer.map(|c| CustomerView {
+        name: c.name,
+        email: c.email,
+    }))
+}
+
+/// Whether the sign-in page shows the demo credentials (development only).
+#[server(endpoint = "demo_credentials")]
+pub async fn demo_credentials() -> Result<Option<(String, String)>, ServerFnError> {
+    use crate::backend::accounts::{DEMO_EMAIL, DEMO_PASSWORD};
+    let backend = crate::session::backend()?;
+    Ok(backend
+        .settings
+        .dev_mode
+        .then(|| (DEMO_EMAIL.to_owned(), DEMO_PASSWORD.to_owned())))
+}
+
+#[server(endpoint = "sign_up")]
+pub async fn sign_up(name: String, email: String, password: String) -> Result<(), ServerFnError> {
+    use crate::session;
+    let backend = session::backend()?;
+    let id = backend.sign_up(&name, &email, password).await?;
+    session::sign_in(&id).await?;
+    leptos_axum::redirect("/account/cards");
+    Ok(())
+}
+
+#[server(endpoint = "sign_in")]
+pub async fn sign_in(email: String, password: String, next: Option<String>) -> Result<(), ServerFnError> {
+    use crate::session;
+    let backend = session::backend()?;
+    let id = backend.sign_in(&email, &password).await?;
+    session::sign_in(&id).await?;
+    leptos_axum::redirect(&safe_next(next.as_deref()));
+    Ok(())
+}
+
+#[server(endpoint = "sign_out")]
+pub async fn sign_out() -> Result<(), ServerFnError> {
+    crate::session::sign_out().await?;
+    leptos_axum::redirect("/sign-in");
+    Ok(())
+}
+
+/// Only local paths: an open redirect would let a phishing link bounce through us.
+pub fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => path.to_owned(),
+        _ => "/account/cards".to_owned(),
+    }
+}
+
+fn error_text(e: &ServerFnError) -> String {
+    match e {
+        ServerFnError::ServerError(message) => message.clone(),
+        _ => "We couldn't reach the server. Check your connection and try again.".to_owned(),
+    }
+}
+
+/// Shows a failed action's message in an alert region.
+#[component]
+pub fn FormError(message: Signal<Option<String>>) -> impl IntoView {
+    view! {
+        <div role="alert" class="form-error" aria-live="assertive">
+            {move || message.get().map(|m| view! { <p>{m}</p> })}
+        </div>
+    }
+}
+
+/// The customer-facing message of an action's last result, if it failed.
+pub fn error_of<T: 'static>(
+    value: impl Fn() -> Option<Result<T, ServerFnError>> + Send + Sync + 'static,
+) -> Signal<Option<String>> {
+    Signal::derive(move || match value() {
+        Some(Err(e)) => Some(error_text(&e)),
+        _ => None,
+    })
+}
+
+#[component]
+pub fn SignInPage() -> impl IntoView {
+    let action = ServerAction::<SignIn>::new();
+    let demo = Resource::new(|| (), |_| demo_credentials());
+    let next = move || use_query_map().with(|q| q.get("next")).unwrap_or_default();
+    let error = error_of(move || action.value().get());
+
+    view! {
+        <Title text="Sign in"/>
+        <h1>"Sign in"</h1>
+        <ActionForm action=action attr:class="stack" attr:aria-label="Sign in">
+            <input type="hidden" name="next" prop:value=next/>
+            <label for="email">"Email"</label>
+            <input id="email" type="email" name="email" autocomplete="email" required/>
+            <label for="password">"Password"</label>
+            <input id="password" type="password" name="password" autocomplete="current-password" required/>
+            <FormError message=error/>
+            <button class="primary" type="submit" disabled=move || action.pending().get()>
+                {move || if action.pending().get() { "Signing in…" } else { "Sign in" }}
+            </button>
+        </ActionForm>
+        <p>"New here? "<a href="/sign-up">"Create an account"</a>"."</p>
+        <Suspense>
+            {move || {
+                demo.get()
+                    .and_then(Result::ok)
+                    .flatten()
+                    .map(|(email, password)| {
+                        view! {
+                            <aside class="demo-hint" aria-label="Development demo account">
+                                <p>
+                                    "Development mode: sign in as "<code>{email}</code>
+                                    " with password "<code>{password}</code>"."
+                                </p>
+                            </aside>
+                        }
+                    })
+            }}
+        </Suspense>
+    }
+}
+
+#[component]
+pub fn SignUpPage() -> impl IntoView {
+    let action = ServerAction::<SignUp>::new();
+    let error = error_of(move || action.value().get());
+    view! {
+        <Title text="Create an account"/>
+        <h1>"Create an account"</h1>
+        <ActionForm action=action attr:class="stack" attr:aria-label="Create an account">
+            <label for="name">"Name"</label>
+            <input id="name" name="name" autocomplete="name" required maxlength="100"/>
+            <label for="email">"Email"</label>
+            <input id="email" type="email" name="email" autocomplete="email" required/>
+            <label for="password">"Password"</label>
+            <input id="password" type="password" name="password" autocomplete="new-password" required minlength="8" aria-describedby="password-hint"/>
+            <p id="password-hint" class="hint">"At least 8 characters."</p>
+            <FormError message=error/>
+            <button class="primary" type="submit" disabled=move || action.pending().get()>
+                {move || if action.pending().get() { "Creating account…" } else { "Create account" }}
+            </button>
+        </ActionForm>
+        <p>"Already have an account? "<a href="/sign-in">"Sign in"</a>"."</p>
+    }
+}
+
+/// Header part: who is signed in, and a sign-out button (a form, so it works without WASM).
+#[component]
+pub fn AccountMenu() -> impl IntoView {
+    let sign_out = ServerAction::<SignOut>::new();
+    let customer = Resource::new(move || sign_out.version().get(), |_| current_customer());
+    view! {
+        <Suspense>
+            {move || {
+                customer.get().map(|c| match c {
+                    Ok(Some(c)) => view! {
+                        <span class="who">{c.name}</span>
+                        <ActionForm action=sign_out attr:class="inline">
+                            <button type="submit" class="link-button">"Sign out"</button>
+                        </ActionForm>
+                    }.into_any(),
+                    _ => view! { <a href="/sign-in">"Sign in"</a> }.into_any(),
+                })
+            }}
+        </Suspense>
+    }
+}

@@ -1,0 +1,118 @@
+//! The card lifecycle as the customer drives it: add, list, make default, remove; and as Jetpay
+//! drives it: apply a verified batch of events; and as time drives it: expire stale pending cards.
+
+use jetpay::wire::{Event, NewContact};
+
+use super::{now_ms, store::Change, store::EventOutcome, AppError, Backend};
+use crate::model::CardView;
+
+/// What Add card gives the page: the new pending card's id and Jetpay's form to frame.
+#[derive(Debug, Clone)]
+pub struct AddedCard {
+    pub card_id: String,
+    pub form_url: String,
+}
+
+impl Backend {
+    fn url_ttl_ms(&self) -> i64 {
+        self.settings.form_url_ttl.as_millis() as i64
+    }
+
+    pub async fn list_cards(&self, customer_id: &str) -> Result<Vec<CardView>, AppError> {
+        Ok(self.store.list_cards(customer_id, now_ms(), self.url_ttl_ms()).await?)
+    }
+
+    pub async fn card(&self, customer_id: &str, card_id: &str) -> Result<CardView, AppError> {
+        self.store
+            .card(customer_id, card_id, now_ms(), self.url_ttl_ms())
+            .await?
+            .ok_or(AppError::CardNotFound)
+    }
+
+    /// Ensures a Jetpay contact (created once), asks Jetpay for a tokenization URL, and commits the
+    /// pending card before returning, so a webhook that arrives at once finds it.
+    pub async fn add_card(&self, customer_id: &str, replaces: Option<&str>) -> Result<AddedCard, AppError> {
+        let lock = self.customer_lock(customer_id);
+        let _guard = lock.lock().await;
+
+        if self.store.count_pending(customer_id).await? >= self.settings.pending_cap {
+            return Err(AppError::TooManyPending(self.settings.pending_cap));
+        }
+        let contact_id = self.ensure_contact(customer_id).await?;
+        let contact_uuid = uuid::Uuid::parse_str(&contact_id)
+            .map_err(|_| AppError::Internal("stored contact id is not a UUID".into()))?;
+        let tokenization = self.jetpay.create_tokenization_url(contact_uuid).await?;
+        let card_id = uuid::Uuid::new_v4().to_string();
+        let changes = self
+            .store
+            .insert_pending_card(customer_id, &card_id, &tokenization.credit_card_id, &tokenization.url, replaces)
+            .await?;
+        self.notifier.publish(changes);
+        tracing::info!(customer = %customer_id, card = %card_id, "pending card added");
+        Ok(AddedCard {
+            card_id,
+            form_url: tokenization.url,
+        })
+    }
+
+    /// The customer's Jetpay contact id, created on first need. Callers hold the customer lock.
+    async fn ensure_contact(&self, customer_id: &str) -> Result<String, AppError> {
+        let customer = self.store.customer_by_id(customer_id).await?.ok_or(AppError::NotSignedIn)?;
+        if let Some(contact) = customer.jetpay_contact_id {
+            return Ok(contact);
+        }
+        let contact = self
+            .jetpay
+            .create_contact(&NewContact {
+                email: customer.email,
+                name: customer.name,
+                tags: vec![],
+                language: "en".into(),
+            })
+            .await?;
+        tracing::info!(customer = %customer_id, contact = %contact.id, "Jetpay contact created");
+        Ok(self
+            .store
+            .set_contact_id_if_missing(customer_id, &contact.id.to_string())
+            .await?)
+    }
+
+    pub async fn make_default(&self, customer_id: &str, card_id: &str) -> Result<(), AppError> {
+        let changes = self.store.make_default(customer_id, card_id).await?;
+        self.notifier.publish(changes);
+        Ok(())
+    }
+
+    pub async fn remove_card(&self, customer_id: &str, card_id: &str) -> Result<(), AppError> {
+        let changes = self.store.remove_card(customer_id, card_id).await?;
+        self.notifier.publish(changes);
+        Ok(())
+    }
+
+    /// Applies a verified batch (one transaction), then tells open pages. Returns each event's
+    /// outcome for the log.
+    pub async fn apply_events(&self, events: &[Event]) -> Result<Vec<(i64, EventOutcome)>, AppError> {
+        let (outcomes, changes) = self.store.apply_events(events).await?;
+        for (id, outcome) in &outcomes {
+            match outcome {
+                EventOutcome::Applied | EventOutcome::Duplicate => {
+                    tracing::debug!(event = id, ?outcome, "Jetpay event")
+                }
+                _ => tracing::info!(event = id, ?outcome, "Jetpay event recorded without change"),
+            }
+        }
+        self.notifier.publish(changes);
+        Ok(outcomes)
+    }
+
+    /// Expires pending cards older than the configured timeout.
+    pub async fn expire_stale_cards(&self) -> Result<Vec<Change>, AppError> {
+        let cutoff = now_ms() - self.settings.pending_timeout.as_millis() as i64;
+        let changes = self.store.expire_stale(cutoff).await?;
+        if !changes.is_empty() {
+            tracing::info!(count = changes.len(), "expired stale pending cards");
+        }
+        self.notifier.publish(changes.clone());
+        Ok(changes)
+    }
+}

@@ -1,0 +1,60 @@
+//! Server-side access to the backend and the signed-in customer from inside server functions.
+
+use std::sync::Arc;
+
+use leptos::prelude::*;
+use tower_sessions::Session;
+
+use crate::backend::{AppError, Backend};
+
+const CUSTOMER_KEY: &str = "customer_id";
+
+pub fn backend() -> Result<Arc<Backend>, AppError> {
+    use_context::<Arc<Backend>>().ok_or_else(|| AppError::Internal("backend not provided".into()))
+}
+
+pub async fn session() -> Result<Session, AppError> {
+    leptos_axum::extract::<Session>()
+        .await
+        .map_err(|e| AppError::Internal(format!("session layer missing: {e}")))
+}
+
+/// The signed-in customer's id, if any.
+pub async fn customer_id() -> Result<Option<String>, AppError> {
+    let session = session().await?;
+    session
+        .get::<String>(CUSTOMER_KEY)
+        .await
+        .map_err(|e| AppError::Internal(format!("session read: {e}")))
+}
+
+pub async fn require_customer() -> Result<String, AppError> {
+    customer_id().await?.ok_or(AppError::NotSignedIn)
+}
+
+/// Starts a signed-in session. The session id is rotated first, so an id planted before sign-in
+/// (session fixation) is worthless.
+pub async fn sign_in(customer_id: &str) -> Result<(), AppError> {
+    let session = session().await?;
+    session
+        .cycle_id()
+        .await
+        .map_err(|e| AppError::Internal(format!("session cycle: {e}")))?;
+    session
+        .insert(CUSTOMER_KEY, customer_id)
+        .await
+        .map_err(|e| AppError::Internal(format!("session write: {e}")))
+}
+
+pub async fn sign_out() -> Result<(), AppError> {
+    let session = session().await?;
+    session
+        .flush()
+        .await
+        .map_err(|e| AppError::Internal(format!("session flush: {e}")))
+}
+
+/// Reads the customer id from a session outside Leptos (the live stream route).
+pub async fn customer_of(session: &Session) -> Option<String> {
+    session.get::<String>(CUSTOMER_KEY).await.ok().flatten()
+}
