@@ -31,7 +31,8 @@ export default defineConfig({
     },
   },
   webServer: {
-    command: './target/debug/server',
+    // A fresh database and an in-memory sandbox for every run.
+    command: 'rm -rf target/e2e && mkdir -p target/e2e && exec ./target/debug/server',
     cwd: '..',
     url: `${BASE_URL}/`,
     reuseExistingServer: false,
@@ -44,6 +45,9 @@ export default defineConfig({
       LEPTOS_OUTPUT_NAME: 'saved-cards',
       LEPTOS_SITE_PKG_DIR: 'pkg',
       RUST_LOG: 'info',
+      DATABASE_URL: 'sqlite://target/e2e/saved-cards.db',
+      JETPAY_SANDBOX_ADDR: `127.0.0.1:${PORT + 2}`,
+      JETPAY_SANDBOX_DB: 'memory',
     },
   },
 });
