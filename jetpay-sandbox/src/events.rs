@@ -125,9 +125,6 @@ mod tests {
         assert_eq!(listed, vec![a.clone(), b.clone()]);
         assert_eq!(after(&pool, b.id, 10).await.unwrap(), vec![]);
         let mut conn = pool.acquire().await.unwrap();
-        assert_eq!(
-            cursor_before_time(&mut conn, b.created_at).await.unwrap() <= a.id,
-            true
-        );
+        assert!(cursor_before_time(&mut conn, b.created_at).await.unwrap() <= a.id);
     }
 }

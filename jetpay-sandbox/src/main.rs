@@ -34,8 +34,7 @@ struct Args {
         env = "JETPAY_SANDBOX_API_TOKENS",
         value_delimiter = ',',
         default_value = "sandbox-token",
-        hide_env_values = true,
-        hide_default_value = true
+        hide_env_values = true
     )]
     api_tokens: Vec<String>,
 

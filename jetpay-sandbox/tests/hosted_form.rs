@@ -53,13 +53,21 @@ async fn form_is_frameable_labelled_and_self_contained() {
     );
 }
 
+/// Number, brand, last four, and on failure the reason and the start of the message.
+type Case = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<(&'static str, &'static str)>,
+);
+
 #[tokio::test]
 async fn every_test_card_gives_its_documented_event() {
     let h = Harness::start().await;
     let receiver = Receiver::start(&h).await;
     h.webhook(&receiver, 100, 0).await;
 
-    let cases: [(&str, &str, &str, Option<(&str, &str)>); 10] = [
+    let cases: [Case; 10] = [
         ("4242 4242 4242 4242", "visa", "4242", None),
         ("5555 5555 5555 4444", "mastercard", "4444", None),
         ("3782 822463 10005", "amex", "0005", None),
