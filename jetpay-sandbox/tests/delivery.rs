@@ -152,6 +152,21 @@ async fn failed_deliveries_are_retried_and_recorded() {
         );
         assert!(a["latency_ms"].is_i64() && a["started_at"].is_string());
     }
+
+    // The dashboard tells the same story, with no card data beyond brand and last four.
+    let page = h
+        .http
+        .get(h.url("_sandbox"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(&card) && page.contains("visa ····4242"));
+    assert!(page.contains("<td>500</td>") && page.contains("<strong>delivered</strong>"));
+    assert!(page.contains("Up to date: every event has been delivered."));
+    assert!(!page.contains("4242424242424242"));
 }
 
 #[tokio::test]
