@@ -44,7 +44,7 @@ export default defineConfig({
       LEPTOS_SITE_ROOT: 'target/site',
       LEPTOS_OUTPUT_NAME: 'saved-cards',
       LEPTOS_SITE_PKG_DIR: 'pkg',
-      RUST_LOG: 'info',
+      RUST_LOG: 'warn',
       DATABASE_URL: 'sqlite://target/e2e/saved-cards.db',
       JETPAY_SANDBOX_ADDR: `127.0.0.1:${PORT + 2}`,
       JETPAY_SANDBOX_DB: 'memory',

@@ -46,7 +46,11 @@ pub async fn sign_up(name: String, email: String, password: String) -> Result<()
 }
 
 #[server(endpoint = "sign_in")]
-pub async fn sign_in(email: String, password: String, next: Option<String>) -> Result<(), ServerFnError> {
+pub async fn sign_in(
+    email: String,
+    password: String,
+    next: Option<String>,
+) -> Result<(), ServerFnError> {
     use crate::session;
     let backend = session::backend()?;
     let id = backend.sign_in(&email, &password).await?;
@@ -65,7 +69,9 @@ pub async fn sign_out() -> Result<(), ServerFnError> {
 /// Only local paths: an open redirect would let a phishing link bounce through us.
 pub fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => path.to_owned(),
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
+            path.to_owned()
+        }
         _ => "/account/cards".to_owned(),
     }
 }

@@ -60,7 +60,9 @@ pub async fn add_card(replaces: Option<String>) -> Result<String, ServerFnError>
 pub async fn make_default_card(card_id: String) -> Result<(), ServerFnError> {
     use crate::session;
     let customer = session::require_customer().await?;
-    session::backend()?.make_default(&customer, &card_id).await?;
+    session::backend()?
+        .make_default(&customer, &card_id)
+        .await?;
     leptos_axum::redirect("/account/cards");
     Ok(())
 }
@@ -101,7 +103,12 @@ pub fn SavedCardsPage() -> impl IntoView {
     let add_error = error_of(move || add.value().get());
     let default_error = error_of(move || make_default.value().get());
     let remove_error = error_of(move || remove.value().get());
-    let action_error = Signal::derive(move || add_error.get().or(default_error.get()).or(remove_error.get()));
+    let action_error = Signal::derive(move || {
+        add_error
+            .get()
+            .or(default_error.get())
+            .or(remove_error.get())
+    });
 
     view! {
         <Title text="Saved cards"/>
@@ -144,7 +151,11 @@ pub fn SavedCardsPage() -> impl IntoView {
 }
 
 #[component]
-fn AddCardButton(action: ServerAction<AddCard>, replaces: Option<String>, label: &'static str) -> impl IntoView {
+fn AddCardButton(
+    action: ServerAction<AddCard>,
+    replaces: Option<String>,
+    label: &'static str,
+) -> impl IntoView {
     view! {
         <ActionForm action=action attr:class="inline">
             {replaces.map(|id| view! { <input type="hidden" name="replaces" value=id/> })}

@@ -19,7 +19,7 @@ use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, Link, MetaTags, Stylesheet, Title};
 use leptos_router::{
     components::{Route, Router, Routes},
-    path,
+    path, SsrMode,
 };
 
 /// The HTML document around the app. Only the server renders it.
@@ -52,10 +52,12 @@ pub fn App() -> impl IntoView {
         <Router>
             <layout::Layout>
                 <Routes fallback=pages::NotFound>
-                    <Route path=path!("") view=pages::Home/>
-                    <Route path=path!("/account/cards") view=cards::SavedCardsPage/>
-                    <Route path=path!("/sign-in") view=auth::SignInPage/>
-                    <Route path=path!("/sign-up") view=auth::SignUpPage/>
+                    // In-order streaming: the HTML arrives complete, so pages work without WASM
+                    // or JavaScript (out-of-order streaming swaps Suspense content in with JS).
+                    <Route path=path!("") view=pages::Home ssr=SsrMode::InOrder/>
+                    <Route path=path!("/account/cards") view=cards::SavedCardsPage ssr=SsrMode::InOrder/>
+                    <Route path=path!("/sign-in") view=auth::SignInPage ssr=SsrMode::InOrder/>
+                    <Route path=path!("/sign-up") view=auth::SignUpPage ssr=SsrMode::InOrder/>
                 </Routes>
             </layout::Layout>
         </Router>

@@ -146,7 +146,12 @@ mod tests {
 
     #[test]
     fn every_failure_has_a_next_step() {
-        for reason in [None, Some("card_declined"), Some("processing_error"), Some("x")] {
+        for reason in [
+            None,
+            Some("card_declined"),
+            Some("processing_error"),
+            Some("x"),
+        ] {
             let s = failure_sentence(reason);
             assert!(s.contains("Try") || s.contains("try"), "{s}");
         }

@@ -52,7 +52,9 @@ impl std::fmt::Debug for Config {
     /// Never prints the API token.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let jetpay = match &self.jetpay {
-            JetpayTarget::Remote { base_url, .. } => format!("Remote {{ base_url: {base_url}, api_token: *** }}"),
+            JetpayTarget::Remote { base_url, .. } => {
+                format!("Remote {{ base_url: {base_url}, api_token: *** }}")
+            }
             other => format!("{other:?}"),
         };
         f.debug_struct("Config")
@@ -104,7 +106,9 @@ impl Config {
             Some("PROD") | Some("PRODUCTION") => true,
             Some(other) => return Err(bad("LEPTOS_ENV", other, "expected DEV or PROD")),
         };
-        let database_url = get("DATABASE_URL").unwrap_or("sqlite://data/saved-cards.db").to_owned();
+        let database_url = get("DATABASE_URL")
+            .unwrap_or("sqlite://data/saved-cards.db")
+            .to_owned();
         if !database_url.starts_with("sqlite:") {
             return Err(bad(
                 "DATABASE_URL",
@@ -154,7 +158,13 @@ impl Config {
                 .map(|v| Duration::from_secs(v.unwrap_or(default)))
         };
         let webhook_max_wait_seconds = get("WEBHOOK_MAX_WAIT_SECONDS")
-            .map(|v| parse("WEBHOOK_MAX_WAIT_SECONDS", v, "expected 60 to 3600 (0 and up with the sandbox)"))
+            .map(|v| {
+                parse(
+                    "WEBHOOK_MAX_WAIT_SECONDS",
+                    v,
+                    "expected 60 to 3600 (0 and up with the sandbox)",
+                )
+            })
             .transpose()?
             .unwrap_or(if sandbox { 0 } else { 60 });
         let webhook_max_batch_size: u32 = get("WEBHOOK_MAX_BATCH_SIZE")
@@ -162,7 +172,11 @@ impl Config {
             .transpose()?
             .unwrap_or(10);
         if !(1..=100).contains(&webhook_max_batch_size) {
-            return Err(bad("WEBHOOK_MAX_BATCH_SIZE", &webhook_max_batch_size.to_string(), "expected 1 to 100"));
+            return Err(bad(
+                "WEBHOOK_MAX_BATCH_SIZE",
+                &webhook_max_batch_size.to_string(),
+                "expected 1 to 100",
+            ));
         }
         Ok(Self {
             listen_addr,
@@ -180,14 +194,26 @@ impl Config {
     }
 }
 
-fn parse<T: std::str::FromStr>(variable: &'static str, value: &str, expected: &str) -> Result<T, ConfigError> {
+fn parse<T: std::str::FromStr>(
+    variable: &'static str,
+    value: &str,
+    expected: &str,
+) -> Result<T, ConfigError> {
     value.parse().map_err(|_| bad(variable, value, expected))
 }
 
 fn parse_url(variable: &'static str, value: &str) -> Result<Url, ConfigError> {
-    let url: Url = parse(variable, value, "expected an absolute URL such as https://example.com")?;
+    let url: Url = parse(
+        variable,
+        value,
+        "expected an absolute URL such as https://example.com",
+    )?;
     if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
-        return Err(bad(variable, value, "expected an http or https URL with a host"));
+        return Err(bad(
+            variable,
+            value,
+            "expected an http or https URL with a host",
+        ));
     }
     Ok(url)
 }
@@ -197,7 +223,10 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -220,11 +249,17 @@ mod tests {
 
     #[test]
     fn remote_jetpay_needs_both_variables_and_hides_the_token() {
-        let err = Config::from_vars(&vars(&[("JETPAY_BASE_URL", "https://extapi.demo.jetpay.baselinepayments.com")]))
-            .unwrap_err();
+        let err = Config::from_vars(&vars(&[(
+            "JETPAY_BASE_URL",
+            "https://extapi.demo.jetpay.baselinepayments.com",
+        )]))
+        .unwrap_err();
         assert_eq!(err.variable, "JETPAY_API_TOKEN");
         let config = Config::from_vars(&vars(&[
-            ("JETPAY_BASE_URL", "https://extapi.demo.jetpay.baselinepayments.com"),
+            (
+                "JETPAY_BASE_URL",
+                "https://extapi.demo.jetpay.baselinepayments.com",
+            ),
             ("JETPAY_API_TOKEN", "s3cret-token"),
         ]))
         .unwrap();

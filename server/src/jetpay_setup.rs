@@ -43,11 +43,23 @@ pub enum SetupError {
 
 pub async fn connect(config: &Config, public_url: &Url) -> Result<JetpayConnection, SetupError> {
     match &config.jetpay {
-        JetpayTarget::Remote { base_url, api_token } => {
-            let client = Client::new(ClientConfig::new(base_url.clone(), ApiToken::new(api_token.clone())))?;
-            Ok(JetpayConnection { client, sandbox: None })
+        JetpayTarget::Remote {
+            base_url,
+            api_token,
+        } => {
+            let client = Client::new(ClientConfig::new(
+                base_url.clone(),
+                ApiToken::new(api_token.clone()),
+            ))?;
+            Ok(JetpayConnection {
+                client,
+                sandbox: None,
+            })
         }
-        JetpayTarget::Sandbox { listen_addr, database } => {
+        JetpayTarget::Sandbox {
+            listen_addr,
+            database,
+        } => {
             let mut sandbox_config = SandboxConfig::default();
             sandbox_config.listen_addr = *listen_addr;
             sandbox_config.storage = match database {
@@ -61,7 +73,10 @@ pub async fn connect(config: &Config, public_url: &Url) -> Result<JetpayConnecti
             sandbox_config.retry_base = Duration::from_millis(500);
             let sandbox = jetpay_sandbox::start(sandbox_config).await?;
             tracing::info!(url = %sandbox.base_url(), "embedded Jetpay sandbox started (dashboard at /_sandbox)");
-            let client = Client::new(ClientConfig::new(sandbox.base_url(), ApiToken::new(SANDBOX_TOKEN)))?;
+            let client = Client::new(ClientConfig::new(
+                sandbox.base_url(),
+                ApiToken::new(SANDBOX_TOKEN),
+            ))?;
             Ok(JetpayConnection {
                 client,
                 sandbox: Some(sandbox),
@@ -73,10 +88,24 @@ pub async fn connect(config: &Config, public_url: &Url) -> Result<JetpayConnecti
 /// Makes sure Jetpay has our webhook (creating it if there is none for our callback URL, waking it
 /// if it had failed) and stores its identifier. Retries until it succeeds: the server serves pages
 /// meanwhile, and Jetpay keeps events until the webhook exists.
-pub async fn register_webhook(client: Client, store: Store, callback_url: String, max_wait_seconds: u32, max_batch_size: u32) {
+pub async fn register_webhook(
+    client: Client,
+    store: Store,
+    callback_url: String,
+    max_wait_seconds: u32,
+    max_batch_size: u32,
+) {
     let mut delay = Duration::from_millis(500);
     loop {
-        match try_register(&client, &store, &callback_url, max_wait_seconds, max_batch_size).await {
+        match try_register(
+            &client,
+            &store,
+            &callback_url,
+            max_wait_seconds,
+            max_batch_size,
+        )
+        .await
+        {
             Ok(identifier) => {
                 tracing::info!(%identifier, %callback_url, "Jetpay webhook registered");
                 return;
@@ -128,6 +157,8 @@ async fn try_register(
         }
     };
     let identifier = webhook.identifier.to_string();
-    store.save_webhook_identifier(callback_url, &identifier).await?;
+    store
+        .save_webhook_identifier(callback_url, &identifier)
+        .await?;
     Ok(identifier)
 }

@@ -55,7 +55,12 @@ impl Jobs {
     }
 
     async fn request_replay(&self, from: i64) {
-        let identifier = match self.backend.store.webhook_identifier(&self.callback_url).await {
+        let identifier = match self
+            .backend
+            .store
+            .webhook_identifier(&self.callback_url)
+            .await
+        {
             Ok(Some(id)) => id,
             Ok(None) => return,
             Err(e) => {
@@ -63,7 +68,9 @@ impl Jobs {
                 return;
             }
         };
-        let Ok(identifier) = uuid::Uuid::parse_str(&identifier) else { return };
+        let Ok(identifier) = uuid::Uuid::parse_str(&identifier) else {
+            return;
+        };
         let patch = WebhookPatch {
             replay_from_event_id: Some(from),
             ..Default::default()

@@ -103,7 +103,9 @@ pub async fn stream(
     sse(ReceiverStream::new(rx)).into_response()
 }
 
-fn sse(events: impl Stream<Item = Event> + Send + 'static) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+fn sse(
+    events: impl Stream<Item = Event> + Send + 'static,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     use futures::StreamExt;
     Sse::new(events.map(Ok)).keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat"))
 }

@@ -37,8 +37,14 @@ pub async fn set_headers(
     let mut response = next.run(request).await;
     let h = response.headers_mut();
     h.insert(header::CONTENT_SECURITY_POLICY, headers.csp.clone());
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("strict-origin-when-cross-origin"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("strict-origin-when-cross-origin"),
+    );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     response
 }
@@ -47,9 +53,16 @@ pub async fn set_headers(
 /// functions and forms are same-origin; Jetpay's webhook is not a browser and is mounted outside
 /// this layer.
 pub async fn same_origin_only(request: Request, next: Next) -> Response {
-    if request.method() != Method::GET && request.method() != Method::HEAD && is_cross_origin(&request) {
+    if request.method() != Method::GET
+        && request.method() != Method::HEAD
+        && is_cross_origin(&request)
+    {
         tracing::warn!(path = %request.uri().path(), "cross-origin request refused");
-        return (StatusCode::FORBIDDEN, "Cross-origin requests are not allowed.").into_response();
+        return (
+            StatusCode::FORBIDDEN,
+            "Cross-origin requests are not allowed.",
+        )
+            .into_response();
     }
     next.run(request).await
 }
@@ -77,7 +90,10 @@ mod tests {
     use super::*;
 
     fn request(origin: Option<&str>, site: Option<&str>) -> Request<Body> {
-        let mut b = Request::builder().method("POST").uri("/api/x").header(header::HOST, "127.0.0.1:3000");
+        let mut b = Request::builder()
+            .method("POST")
+            .uri("/api/x")
+            .header(header::HOST, "127.0.0.1:3000");
         if let Some(o) = origin {
             b = b.header(header::ORIGIN, o);
         }
@@ -89,11 +105,17 @@ mod tests {
 
     #[test]
     fn cross_origin_detection() {
-        assert!(!is_cross_origin(&request(Some("http://127.0.0.1:3000"), Some("same-origin"))));
+        assert!(!is_cross_origin(&request(
+            Some("http://127.0.0.1:3000"),
+            Some("same-origin")
+        )));
         assert!(!is_cross_origin(&request(None, None)));
         assert!(is_cross_origin(&request(Some("http://evil.example"), None)));
         assert!(is_cross_origin(&request(Some("null"), None)));
-        assert!(is_cross_origin(&request(Some("http://127.0.0.1:3000"), Some("cross-site"))));
+        assert!(is_cross_origin(&request(
+            Some("http://127.0.0.1:3000"),
+            Some("cross-site")
+        )));
     }
 
     #[test]

@@ -39,7 +39,10 @@ const SESSION_COOKIE: &str = "saved_cards_session";
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("could not listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("database {url}: {source}")]
     Database {
         url: String,
@@ -68,11 +71,12 @@ impl Application {
                 addr: config.listen_addr,
                 source,
             })?;
-        let local_addr = listener.local_addr().expect("bound listener has an address");
-        let public_url = config
-            .public_url
-            .clone()
-            .unwrap_or_else(|| Url::parse(&format!("http://{local_addr}")).expect("socket address makes a URL"));
+        let local_addr = listener
+            .local_addr()
+            .expect("bound listener has an address");
+        let public_url = config.public_url.clone().unwrap_or_else(|| {
+            Url::parse(&format!("http://{local_addr}")).expect("socket address makes a URL")
+        });
 
         // Built here rather than by `get_configuration`, so the binary behaves the same whether
         // cargo-leptos, Playwright or an operator starts it.
@@ -81,7 +85,11 @@ impl Application {
             .site_root(config.site_root.to_string_lossy().as_ref())
             .site_pkg_dir("pkg")
             .site_addr(local_addr)
-            .env(if config.production { Env::PROD } else { Env::DEV })
+            .env(if config.production {
+                Env::PROD
+            } else {
+                Env::DEV
+            })
             .build();
 
         let store = Store::connect(&config.database_url)
@@ -110,9 +118,14 @@ impl Application {
             .with_http_only(true)
             .with_same_site(SameSite::Lax)
             .with_secure(config.production)
-            .with_expiry(Expiry::OnInactivity(tower_sessions::cookie::time::Duration::days(14)));
+            .with_expiry(Expiry::OnInactivity(
+                tower_sessions::cookie::time::Duration::days(14),
+            ));
 
-        let callback_url = public_url.join("/webhooks/jetpay").expect("static path joins").to_string();
+        let callback_url = public_url
+            .join("/webhooks/jetpay")
+            .expect("static path joins")
+            .to_string();
         tokio::spawn(jetpay_setup::register_webhook(
             jetpay.client.clone(),
             store.clone(),
@@ -137,7 +150,12 @@ impl Application {
             gap_check,
         };
         let status = JetpayStatus {
-            jetpay_mode: if jetpay.is_sandbox() { "sandbox" } else { "jetpay" }.into(),
+            jetpay_mode: if jetpay.is_sandbox() {
+                "sandbox"
+            } else {
+                "jetpay"
+            }
+            .into(),
             jetpay_origin: jetpay.origin(),
             version: env!("CARGO_PKG_VERSION").into(),
         };
@@ -178,7 +196,10 @@ impl Application {
             )
             .route("/health", get(|| async { "ok" }))
             .merge(pages)
-            .layer(middleware::from_fn_with_state(headers, security::set_headers))
+            .layer(middleware::from_fn_with_state(
+                headers,
+                security::set_headers,
+            ))
             .layer(tower_http::trace::TraceLayer::new_for_http())
             .with_state(state);
 
@@ -192,7 +213,9 @@ impl Application {
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("bound listener has an address")
+        self.listener
+            .local_addr()
+            .expect("bound listener has an address")
     }
 
     pub async fn run(self) -> std::io::Result<()> {

@@ -36,7 +36,9 @@ impl IntoResponse for WebhookError {
     fn into_response(self) -> Response {
         let status = match &self {
             // Our key cache could not be filled: not the sender's fault; let Jetpay retry.
-            WebhookError::Unverified(VerifyError::KeysUnavailable(_)) => StatusCode::SERVICE_UNAVAILABLE,
+            WebhookError::Unverified(VerifyError::KeysUnavailable(_)) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             WebhookError::Unverified(_) => StatusCode::UNAUTHORIZED,
             // Nothing was committed; a non-2xx makes Jetpay deliver again.
             WebhookError::Apply(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -49,7 +51,11 @@ impl IntoResponse for WebhookError {
     }
 }
 
-pub async fn receive(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Result<StatusCode, WebhookError> {
+pub async fn receive(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode, WebhookError> {
     let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
     let batch = state.verifier.verify(authorization, &body).await?;
     let outcomes = state.backend.apply_events(&batch.events).await?;

@@ -27,7 +27,10 @@ impl Email {
         let email = raw.trim().to_lowercase();
         let valid = email.len() <= 254
             && email.split_once('@').is_some_and(|(local, domain)| {
-                !local.is_empty() && domain.contains('.') && !domain.starts_with('.') && !domain.ends_with('.')
+                !local.is_empty()
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
             })
             && !email.contains(char::is_whitespace);
         if valid {
@@ -69,7 +72,9 @@ impl Name {
         let name = raw.trim();
         match name.chars().count() {
             0 => Err(AppError::InvalidInput("Enter your name.".into())),
-            101.. => Err(AppError::InvalidInput("Enter a name of at most 100 characters.".into())),
+            101.. => Err(AppError::InvalidInput(
+                "Enter a name of at most 100 characters.".into(),
+            )),
             _ => Ok(Self(name.to_owned())),
         }
     }
@@ -85,7 +90,11 @@ fn hash_password(password: &Password) -> Result<String, AppError> {
 
 fn verify_password(password: &str, hash: &str) -> bool {
     PasswordHash::new(hash)
-        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -118,7 +127,9 @@ impl SignInLimiter {
 
     fn failed(&self, key: &str) {
         let mut failures = self.failures.lock().expect("limiter poisoned");
-        let entry = failures.entry(key.to_owned()).or_insert((0, Instant::now()));
+        let entry = failures
+            .entry(key.to_owned())
+            .or_insert((0, Instant::now()));
         if entry.1.elapsed() >= self.window {
             *entry = (0, Instant::now());
         }
@@ -132,13 +143,20 @@ impl SignInLimiter {
 
 impl Backend {
     /// Creates an account; returns the new customer's id.
-    pub async fn sign_up(&self, name: &str, email: &str, password: String) -> Result<String, AppError> {
+    pub async fn sign_up(
+        &self,
+        name: &str,
+        email: &str,
+        password: String,
+    ) -> Result<String, AppError> {
         let name = Name::parse(name)?;
         let email = Email::parse(email)?;
         let password = Password::parse(password)?;
         let hash = hash_password(&password)?;
         let id = uuid::Uuid::new_v4().to_string();
-        self.store.insert_customer(&id, email.as_str(), &name.0, &hash).await?;
+        self.store
+            .insert_customer(&id, email.as_str(), &name.0, &hash)
+            .await?;
         tracing::info!(customer = %id, "customer signed up");
         Ok(id)
     }
@@ -163,7 +181,10 @@ impl Backend {
     /// Makes sure the demo customer exists (development only).
     pub async fn seed_demo_customer(&self) -> Result<(), AppError> {
         if self.store.customer_by_email(DEMO_EMAIL).await?.is_none() {
-            match self.sign_up("Demo Customer", DEMO_EMAIL, DEMO_PASSWORD.into()).await {
+            match self
+                .sign_up("Demo Customer", DEMO_EMAIL, DEMO_PASSWORD.into())
+                .await
+            {
                 Ok(_) | Err(AppError::EmailTaken) => {}
                 Err(e) => return Err(e),
             }
@@ -178,7 +199,10 @@ mod tests {
 
     #[test]
     fn emails() {
-        assert_eq!(Email::parse(" A@Example.com ").unwrap().as_str(), "a@example.com");
+        assert_eq!(
+            Email::parse(" A@Example.com ").unwrap().as_str(),
+            "a@example.com"
+        );
         for bad in ["", "a", "a@b", "@b.com", "a@.com", "a b@c.com", "a@b.com."] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }

@@ -19,7 +19,10 @@ impl Backend {
     }
 
     pub async fn list_cards(&self, customer_id: &str) -> Result<Vec<CardView>, AppError> {
-        Ok(self.store.list_cards(customer_id, now_ms(), self.url_ttl_ms()).await?)
+        Ok(self
+            .store
+            .list_cards(customer_id, now_ms(), self.url_ttl_ms())
+            .await?)
     }
 
     pub async fn card(&self, customer_id: &str, card_id: &str) -> Result<CardView, AppError> {
@@ -31,7 +34,11 @@ impl Backend {
 
     /// Ensures a Jetpay contact (created once), asks Jetpay for a tokenization URL, and commits the
     /// pending card before returning, so a webhook that arrives at once finds it.
-    pub async fn add_card(&self, customer_id: &str, replaces: Option<&str>) -> Result<AddedCard, AppError> {
+    pub async fn add_card(
+        &self,
+        customer_id: &str,
+        replaces: Option<&str>,
+    ) -> Result<AddedCard, AppError> {
         let lock = self.customer_lock(customer_id);
         let _guard = lock.lock().await;
 
@@ -45,7 +52,13 @@ impl Backend {
         let card_id = uuid::Uuid::new_v4().to_string();
         let changes = self
             .store
-            .insert_pending_card(customer_id, &card_id, &tokenization.credit_card_id, &tokenization.url, replaces)
+            .insert_pending_card(
+                customer_id,
+                &card_id,
+                &tokenization.credit_card_id,
+                &tokenization.url,
+                replaces,
+            )
             .await?;
         self.notifier.publish(changes);
         tracing::info!(customer = %customer_id, card = %card_id, "pending card added");
@@ -57,7 +70,11 @@ impl Backend {
 
     /// The customer's Jetpay contact id, created on first need. Callers hold the customer lock.
     async fn ensure_contact(&self, customer_id: &str) -> Result<String, AppError> {
-        let customer = self.store.customer_by_id(customer_id).await?.ok_or(AppError::NotSignedIn)?;
+        let customer = self
+            .store
+            .customer_by_id(customer_id)
+            .await?
+            .ok_or(AppError::NotSignedIn)?;
         if let Some(contact) = customer.jetpay_contact_id {
             return Ok(contact);
         }
@@ -91,7 +108,10 @@ impl Backend {
 
     /// Applies a verified batch (one transaction), then tells open pages. Returns each event's
     /// outcome for the log.
-    pub async fn apply_events(&self, events: &[Event]) -> Result<Vec<(i64, EventOutcome)>, AppError> {
+    pub async fn apply_events(
+        &self,
+        events: &[Event],
+    ) -> Result<Vec<(i64, EventOutcome)>, AppError> {
         let (outcomes, changes) = self.store.apply_events(events).await?;
         for (id, outcome) in &outcomes {
             match outcome {

@@ -67,7 +67,10 @@ impl Backend {
             store,
             jetpay,
             notifier: Notifier::new(),
-            sign_in_limiter: accounts::SignInLimiter::new(settings.sign_in_attempts, settings.sign_in_window),
+            sign_in_limiter: accounts::SignInLimiter::new(
+                settings.sign_in_attempts,
+                settings.sign_in_window,
+            ),
             settings,
             customer_locks: Default::default(),
         })

@@ -147,7 +147,9 @@ impl Store {
         .await;
         match result {
             Ok(_) => Ok(()),
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Err(StoreError::EmailTaken),
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                Err(StoreError::EmailTaken)
+            }
             Err(e) => Err(StoreError::classify(e)),
         }
     }
@@ -179,7 +181,11 @@ impl Store {
     }
 
     /// Stores the customer's Jetpay contact unless one is stored already; returns the stored one.
-    pub async fn set_contact_id_if_missing(&self, customer_id: &str, contact_id: &str) -> Result<String> {
+    pub async fn set_contact_id_if_missing(
+        &self,
+        customer_id: &str,
+        contact_id: &str,
+    ) -> Result<String> {
         sqlx::query("UPDATE customers SET jetpay_contact_id = $1 WHERE id = $2 AND jetpay_contact_id IS NULL")
             .bind(contact_id)
             .bind(customer_id)
@@ -199,11 +205,13 @@ impl Store {
     // ---- cards -----------------------------------------------------------------------------
 
     pub async fn count_pending(&self, customer_id: &str) -> Result<i64> {
-        sqlx::query_scalar("SELECT COUNT(*) FROM cards WHERE customer_id = $1 AND state = 'pending'")
-            .bind(customer_id)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(StoreError::classify)
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM cards WHERE customer_id = $1 AND state = 'pending'",
+        )
+        .bind(customer_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(StoreError::classify)
     }
 
     /// Records a new pending card (committed before the customer sees the form). When `replaces`
@@ -244,18 +252,32 @@ impl Store {
             .await
             .map_err(StoreError::classify)?;
             if done.rows_affected() == 1 {
-                changes.push(record_change(&mut tx, customer_id, old, "The failed card was removed.").await?);
+                changes.push(
+                    record_change(&mut tx, customer_id, old, "The failed card was removed.")
+                        .await?,
+                );
             }
         }
         changes.push(
-            record_change(&mut tx, customer_id, card_id, "New card added. Verifying it with the bank…").await?,
+            record_change(
+                &mut tx,
+                customer_id,
+                card_id,
+                "New card added. Verifying it with the bank…",
+            )
+            .await?,
         );
         tx.commit().await.map_err(StoreError::classify)?;
         Ok(changes)
     }
 
     /// The customer's cards, newest first, without removed ones.
-    pub async fn list_cards(&self, customer_id: &str, now: i64, url_ttl_ms: i64) -> Result<Vec<CardView>> {
+    pub async fn list_cards(
+        &self,
+        customer_id: &str,
+        now: i64,
+        url_ttl_ms: i64,
+    ) -> Result<Vec<CardView>> {
         let sql = format!(
             "SELECT {CARD_COLUMNS} FROM cards WHERE customer_id = $1 AND state <> 'removed' \
              ORDER BY created_at DESC, id DESC"
@@ -268,7 +290,13 @@ impl Store {
         Ok(rows.iter().map(|r| card_view(r, now, url_ttl_ms)).collect())
     }
 
-    pub async fn card(&self, customer_id: &str, card_id: &str, now: i64, url_ttl_ms: i64) -> Result<Option<CardView>> {
+    pub async fn card(
+        &self,
+        customer_id: &str,
+        card_id: &str,
+        now: i64,
+        url_ttl_ms: i64,
+    ) -> Result<Option<CardView>> {
         let sql = format!(
             "SELECT {CARD_COLUMNS} FROM cards WHERE customer_id = $1 AND id = $2 AND state <> 'removed'"
         );
@@ -351,7 +379,8 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(StoreError::classify)?;
-        let mut changes = vec![record_change(&mut tx, customer_id, card_id, "Card removed.").await?];
+        let mut changes =
+            vec![record_change(&mut tx, customer_id, card_id, "Card removed.").await?];
         if was_default {
             if let Some(promoted) = promote_newest_active(&mut tx, customer_id, now).await? {
                 changes.push(record_change(&mut tx, customer_id, &promoted, "").await?);
@@ -402,23 +431,29 @@ impl Store {
     /// Records and applies a verified batch in one transaction: each event id is recorded once
     /// (a duplicate is skipped entirely) and each tokenization result is applied as a guarded
     /// update. Nothing is applied unless everything is.
-    pub async fn apply_events(&self, events: &[Event]) -> Result<(Vec<(i64, EventOutcome)>, Vec<Change>)> {
+    pub async fn apply_events(
+        &self,
+        events: &[Event],
+    ) -> Result<(Vec<(i64, EventOutcome)>, Vec<Change>)> {
         let mut tx = self.pool.begin().await.map_err(StoreError::classify)?;
         let now = now_ms();
         let mut outcomes = Vec::with_capacity(events.len());
         let mut changes = Vec::new();
         for event in events {
-            let seen: Option<i64> = sqlx::query_scalar("SELECT event_id FROM jetpay_events WHERE event_id = $1")
-                .bind(event.id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(StoreError::classify)?;
+            let seen: Option<i64> =
+                sqlx::query_scalar("SELECT event_id FROM jetpay_events WHERE event_id = $1")
+                    .bind(event.id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(StoreError::classify)?;
             if seen.is_some() {
                 outcomes.push((event.id, EventOutcome::Duplicate));
                 continue;
             }
             let outcome = match event.kind() {
-                EventKind::CardTokenized(data) => apply_tokenized(&mut tx, &data, now, &mut changes).await?,
+                EventKind::CardTokenized(data) => {
+                    apply_tokenized(&mut tx, &data, now, &mut changes).await?
+                }
                 EventKind::Unknown { .. } => EventOutcome::UnknownType,
                 EventKind::Malformed { .. } => EventOutcome::Malformed,
             };
@@ -485,11 +520,12 @@ impl Store {
 
     /// The newest change seq of a customer (0 when none): where a fresh page's stream starts.
     pub async fn latest_change(&self, customer_id: &str) -> Result<i64> {
-        let seq: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM card_changes WHERE customer_id = $1")
-            .bind(customer_id)
-            .fetch_one(&self.pool)
-            .await
-            .map_err(StoreError::classify)?;
+        let seq: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(seq) FROM card_changes WHERE customer_id = $1")
+                .bind(customer_id)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(StoreError::classify)?;
         Ok(seq.unwrap_or(0))
     }
 
@@ -503,7 +539,11 @@ impl Store {
             .map_err(StoreError::classify)
     }
 
-    pub async fn save_webhook_identifier(&self, callback_url: &str, identifier: &str) -> Result<()> {
+    pub async fn save_webhook_identifier(
+        &self,
+        callback_url: &str,
+        identifier: &str,
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO jetpay_webhooks (callback_url, identifier, registered_at) VALUES ($1, $2, $3) \
              ON CONFLICT (callback_url) DO UPDATE SET identifier = excluded.identifier",
@@ -520,7 +560,12 @@ impl Store {
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
 
-async fn record_change(tx: &mut Tx<'_>, customer_id: &str, card_id: &str, announcement: &str) -> Result<Change> {
+async fn record_change(
+    tx: &mut Tx<'_>,
+    customer_id: &str,
+    card_id: &str,
+    announcement: &str,
+) -> Result<Change> {
     let seq: i64 = sqlx::query_scalar(
         "INSERT INTO card_changes (customer_id, card_id, announcement, created_at) VALUES ($1, $2, $3, $4) RETURNING seq",
     )
@@ -539,7 +584,11 @@ async fn record_change(tx: &mut Tx<'_>, customer_id: &str, card_id: &str, announ
     })
 }
 
-async fn promote_newest_active(tx: &mut Tx<'_>, customer_id: &str, now: i64) -> Result<Option<String>> {
+async fn promote_newest_active(
+    tx: &mut Tx<'_>,
+    customer_id: &str,
+    now: i64,
+) -> Result<Option<String>> {
     let newest: Option<String> = sqlx::query_scalar(
         "SELECT id FROM cards WHERE customer_id = $1 AND state = 'active' AND NOT is_default \
          ORDER BY created_at DESC, id DESC LIMIT 1",
@@ -548,7 +597,9 @@ async fn promote_newest_active(tx: &mut Tx<'_>, customer_id: &str, now: i64) -> 
     .fetch_optional(&mut **tx)
     .await
     .map_err(StoreError::classify)?;
-    let Some(card_id) = newest else { return Ok(None) };
+    let Some(card_id) = newest else {
+        return Ok(None);
+    };
     let done = sqlx::query(
         "UPDATE cards SET is_default = TRUE, updated_at = $1 WHERE id = $2 \
          AND NOT EXISTS (SELECT 1 FROM cards c WHERE c.customer_id = $3 AND c.is_default)",
@@ -584,7 +635,11 @@ async fn apply_tokenized(
         TokenizationState::Succeeded => ("active", None),
         TokenizationState::Failed => (
             "failed",
-            Some(data.failure_reason.clone().unwrap_or_else(|| "unknown".into())),
+            Some(
+                data.failure_reason
+                    .clone()
+                    .unwrap_or_else(|| "unknown".into()),
+            ),
         ),
     };
     let done = sqlx::query(
