@@ -8,6 +8,8 @@
 //! inject delivery faults. The app's dev server embeds it with [`start`]; the `jetpay-sandbox`
 //! binary runs it alone. See README.md for the test cards, the states and the fault JSON.
 
+#![forbid(unsafe_code)]
+
 mod api;
 mod auth;
 mod card_checks;
@@ -48,6 +50,15 @@ pub struct Sandbox {
     stop_server: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
     card_service: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("base_url", &self.base_url.as_str())
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Sandbox {

@@ -1,6 +1,8 @@
 //! `jetpay-sandbox`: the Jetpay stand-in as its own process. Every option can also be set by
 //! environment variable; `--help` lists them.
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
