@@ -142,6 +142,17 @@ impl Field {
         Field::PostalCode,
     ];
 
+    /// The field's name in the error summary.
+    pub fn name(self) -> &'static str {
+        match self {
+            Field::CardNumber => "Card number",
+            Field::Expiry => "Expiry date",
+            Field::Cvc => "Security code",
+            Field::Name => "Name on card",
+            Field::PostalCode => "Postal code",
+        }
+    }
+
     pub fn id(self) -> &'static str {
         match self {
             Field::CardNumber => "card_number",

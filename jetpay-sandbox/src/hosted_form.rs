@@ -194,16 +194,12 @@ fn render_form(input: &CardInput, errors: &[FieldError]) -> String {
         .iter()
         .map(|spec| render_field(spec, value_of(input, spec.field), error_for(spec.field)))
         .collect();
+    // One compact line of links to the fields; each field carries its own message.
     let summary_items: String = errors
         .iter()
-        .map(|e| {
-            format!(
-                r##"<li><a href="#{}">{}</a></li>"##,
-                e.field.id(),
-                escape(e.message)
-            )
-        })
-        .collect();
+        .map(|e| format!(r##"<a href="#{}">{}</a>"##, e.field.id(), e.field.name()))
+        .collect::<Vec<_>>()
+        .join(", ");
     let hidden = if errors.is_empty() { " hidden" } else { "" };
     format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8">
@@ -213,12 +209,12 @@ fn render_form(input: &CardInput, errors: &[FieldError]) -> String {
 <h1>Add a card</h1>
 <form id="card-form" method="post" novalidate>
 <div id="error-summary" class="summary" tabindex="-1" role="alert" aria-labelledby="error-summary-title"{hidden}>
-<h2 id="error-summary-title">Please check the card details</h2><ul id="error-list">{summary_items}</ul></div>
+<h2 id="error-summary-title">Please check:</h2> <span id="error-list">{summary_items}</span></div>
 {number}
 <div class="row">{expiry}{cvc}</div>
 <div class="row">{name}{postal}</div>
 <button type="submit">Save card</button>
-<p class="muted">Sandbox: no real card is charged. Try 4242 4242 4242 4242, any future date, any 3-digit code.</p>
+<p class="muted">Sandbox: try 4242 4242 4242 4242, any future date.</p>
 </form></main>
 <script>{FORM_JS}</script></body></html>"#,
         number = fields[0],
@@ -265,11 +261,11 @@ label{display:block;font-weight:600;font-size:.9rem;margin:0 0 3px}
 input{display:block;width:100%;font:inherit;padding:7px 9px;border:1px solid #6b6b6b;border-radius:4px;background:#fff;color:#1a1a1a}
 input:focus{outline:3px solid #1d5bd6;outline-offset:1px}
 input[aria-invalid=true]{border:2px solid #b00020}
-.error{color:#b00020;font-size:.85rem;margin:3px 0 0}
+.error{color:#b00020;font-size:.8rem;line-height:1.25;margin:3px 0 0}
 .summary{border:2px solid #b00020;border-radius:4px;padding:6px 10px;margin:0 0 10px}
 .summary:focus{outline:3px solid #1d5bd6}
-.summary h2{font-size:.95rem;margin:0 0 2px}
-.summary ul{margin:0;padding-left:18px;font-size:.85rem}
+.summary h2{display:inline;font-size:.9rem;margin:0}
+.summary{font-size:.9rem}
 .summary a{color:#b00020}
 button{font:inherit;font-weight:600;width:100%;padding:9px;border:0;border-radius:4px;background:#1d5bd6;color:#fff;cursor:pointer;margin:2px 0 8px}
 button:focus{outline:3px solid #0b2e73;outline-offset:2px}
@@ -285,6 +281,7 @@ function digits(v){return v.replace(/[\s-]/g,'');}
 function luhn(d){var s=0;for(var i=0;i<d.length;i++){var n=+d.charAt(d.length-1-i);if(i%2===1){n*=2;if(n>9)n-=9;}s+=n;}return d.length>0&&s%10===0;}
 function amex(){return /^3[47]/.test(digits(document.getElementById('card_number').value));}
 var fmt='Enter the expiry date as MM/YY, for example 04/29.';
+var names={card_number:'Card number',expiry:'Expiry date',cvc:'Security code',name:'Name on card',postal_code:'Postal code'};
 var checks={
 card_number:function(v){var d=digits(v);if(!d)return 'Enter the card number.';if(!/^\d+$/.test(d))return 'The card number can only contain digits.';if(d.length<12||d.length>19)return 'The card number is too short or too long. Check it and try again.';if(!luhn(d))return "This card number isn't valid. Check it and try again.";return '';},
 expiry:function(v){var c=v.replace(/\s/g,'');if(!c)return 'Enter the expiry date shown on the card, as MM/YY.';var m=c.match(/^(\d{1,2})\/(\d+)$/)||c.match(/^(\d{2})(\d{2})$/);if(!m)return fmt;var mo=+m[1];if(mo<1||mo>12)return 'The expiry month must be between 01 and 12.';if(m[2].length!==2&&m[2].length!==4)return fmt;var y=+m[2];if(m[2].length===2)y+=2000;var now=new Date();if(y<now.getFullYear()||(y===now.getFullYear()&&mo<now.getMonth()+1))return 'This card has expired. Check the date or use another card.';return '';},
@@ -296,15 +293,16 @@ function show(id,msg){var input=document.getElementById(id),err=document.getElem
 if(msg){err.textContent=msg;err.hidden=false;input.setAttribute('aria-invalid','true');input.setAttribute('aria-describedby',id+'-error');}
 else{err.textContent='';err.hidden=true;input.removeAttribute('aria-invalid');input.removeAttribute('aria-describedby');}}
 Object.keys(checks).forEach(function(id){var input=document.getElementById(id);
-input.addEventListener('blur',function(){if(input.value||input.getAttribute('aria-invalid'))show(id,checks[id](input.value));});
+input.addEventListener('blur',function(e){if(e.relatedTarget&&e.relatedTarget.type==='submit')return;if(input.value||input.getAttribute('aria-invalid'))show(id,checks[id](input.value));});
 input.addEventListener('input',function(){if(input.getAttribute('aria-invalid')&&!checks[id](input.value))show(id,'');});});
 form.addEventListener('submit',function(e){var errors=[];
 Object.keys(checks).forEach(function(id){var msg=checks[id](document.getElementById(id).value);show(id,msg);if(msg)errors.push([id,msg]);});
 if(!errors.length){form.querySelector('button').disabled=true;return;}
 e.preventDefault();list.textContent='';
-errors.forEach(function(x){var li=document.createElement('li'),a=document.createElement('a');a.href='#'+x[0];a.textContent=x[1];
-a.addEventListener('click',function(ev){ev.preventDefault();document.getElementById(x[0]).focus();});li.appendChild(a);list.appendChild(li);});
+errors.forEach(function(x,i){var a=document.createElement('a');a.href='#'+x[0];a.textContent=names[x[0]];
+if(i)list.appendChild(document.createTextNode(', '));list.appendChild(a);});
 summary.hidden=false;summary.focus();});
+list.addEventListener('click',function(ev){var id=(ev.target.getAttribute('href')||'').slice(1);if(id){ev.preventDefault();document.getElementById(id).focus();}});
 if(!summary.hidden)summary.focus();
 })();"#;
 
@@ -338,7 +336,10 @@ mod tests {
         let page = render_form(&input, &errors);
         assert!(page.contains(r#"id="card_number" name="card_number" type="text" required value="" autocomplete="cc-number" inputmode="numeric""#));
         assert!(page.contains(r#"aria-invalid="true" aria-describedby="card_number-error""#));
-        assert!(page.contains(r##"<a href="#card_number">Enter the card number.</a>"##));
+        assert!(page.contains(
+            r##"<a href="#card_number">Card number</a>, <a href="#expiry">Expiry date</a>"##
+        ));
+        assert!(page.contains("Enter the card number."));
         assert!(page.contains("&lt;script&gt;x&lt;/script&gt;"));
         assert!(!page.contains("<script>x"));
         for f in Field::ALL {
