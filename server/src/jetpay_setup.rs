@@ -60,17 +60,19 @@ pub async fn connect(config: &Config, public_url: &Url) -> Result<JetpayConnecti
             listen_addr,
             database,
         } => {
-            let mut sandbox_config = SandboxConfig::default();
-            sandbox_config.listen_addr = *listen_addr;
-            sandbox_config.storage = match database {
-                Some(path) => Storage::File(path.clone()),
-                None => Storage::Memory,
+            let sandbox_config = SandboxConfig {
+                listen_addr: *listen_addr,
+                storage: match database {
+                    Some(path) => Storage::File(path.clone()),
+                    None => Storage::Memory,
+                },
+                api_tokens: vec![SANDBOX_TOKEN.to_owned()],
+                frame_ancestors: vec![public_url.origin().ascii_serialization()],
+                // Development wants results at once: no batching wait.
+                min_wait_seconds: 0,
+                retry_base: Duration::from_millis(500),
+                ..SandboxConfig::default()
             };
-            sandbox_config.api_tokens = vec![SANDBOX_TOKEN.to_owned()];
-            sandbox_config.frame_ancestors = vec![public_url.origin().ascii_serialization()];
-            // Development wants results at once: no batching wait.
-            sandbox_config.min_wait_seconds = 0;
-            sandbox_config.retry_base = Duration::from_millis(500);
             let sandbox = jetpay_sandbox::start(sandbox_config).await?;
             tracing::info!(url = %sandbox.base_url(), "embedded Jetpay sandbox started (dashboard at /_sandbox)");
             let client = Client::new(ClientConfig::new(

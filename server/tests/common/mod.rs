@@ -1,0 +1,214 @@
+//! `spawn_app`: the real server on port 0, the embedded sandbox in memory on port 0, and a
+//! temporary SQLite database, plus a customer-shaped HTTP client.
+#![allow(dead_code)]
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use app::backend::Backend;
+use reqwest::StatusCode;
+use serde_json::Value;
+use server::{config::Config, startup::Application};
+use url::Url;
+
+pub struct TestApp {
+    pub base: Url,
+    pub sandbox: Url,
+    pub backend: Arc<Backend>,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = format!("sqlite://{}/test.db", dir.path().display());
+    let mut vars: HashMap<String, String> = [
+        ("LEPTOS_SITE_ADDR", "127.0.0.1:0"),
+        ("JETPAY_SANDBOX_ADDR", "127.0.0.1:0"),
+        ("JETPAY_SANDBOX_DB", "memory"),
+        ("SWEEP_INTERVAL_SECS", "1"),
+        ("GAP_GRACE_SECS", "1"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    vars.insert("DATABASE_URL".into(), db);
+    for (k, v) in extra {
+        vars.insert((*k).to_owned(), (*v).to_owned());
+    }
+    let config = Config::from_vars(&vars).expect("test config");
+    let app = Application::build(config).await.expect("app builds");
+    let base = app.public_url.clone();
+    let sandbox = app.jetpay.client.base_url().clone();
+    let backend = app.backend.clone();
+    tokio::spawn(app.run());
+    let test = TestApp {
+        base,
+        sandbox,
+        backend,
+        _dir: dir,
+    };
+    test.wait_for_webhook().await;
+    test
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        self.base.join(path).unwrap().to_string()
+    }
+
+    /// Waits until the server has registered its webhook at the sandbox.
+    async fn wait_for_webhook(&self) {
+        let callback = self.url("/webhooks/jetpay");
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.backend.store.webhook_identifier(&callback).await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("webhook never registered");
+    }
+
+    /// A new customer, signed in, in their own cookie jar.
+    pub async fn customer(&self, name: &str) -> Customer {
+        let http = reqwest::Client::builder()
+            .cookie_store(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let email = format!("{name}-{}@example.com", uuid::Uuid::new_v4());
+        let customer = Customer {
+            http,
+            base: self.base.clone(),
+            email,
+        };
+        let (status, body) = customer
+            .call(
+                "sign_up",
+                &[
+                    ("name", name),
+                    ("email", &customer.email),
+                    ("password", "a long password"),
+                ],
+            )
+            .await;
+        assert!(status.is_success(), "sign up failed: {status} {body}");
+        customer
+    }
+
+    pub async fn card_state(&self, card_id: &str) -> String {
+        sqlx::query_scalar("SELECT state FROM cards WHERE id = $1")
+            .bind(card_id)
+            .fetch_one(self.backend.store.pool())
+            .await
+            .unwrap()
+    }
+
+    pub async fn jetpay_card_id(&self, card_id: &str) -> String {
+        sqlx::query_scalar("SELECT jetpay_card_id FROM cards WHERE id = $1")
+            .bind(card_id)
+            .fetch_one(self.backend.store.pool())
+            .await
+            .unwrap()
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(self.backend.store.pool())
+            .await
+            .unwrap()
+    }
+
+    pub async fn wait_for_state(&self, card_id: &str, state: &str) {
+        for _ in 0..200 {
+            if self.card_state(card_id).await == state {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "card {card_id} never became {state}: {}",
+            self.card_state(card_id).await
+        );
+    }
+
+    /// Posts a body to the webhook with the given Authorization header.
+    pub async fn deliver(&self, authorization: Option<&str>, body: &[u8]) -> StatusCode {
+        let mut request = reqwest::Client::new()
+            .post(self.url("/webhooks/jetpay"))
+            .header("content-type", "application/json")
+            .body(body.to_vec());
+        if let Some(a) = authorization {
+            request = request.header("authorization", a);
+        }
+        request.send().await.unwrap().status()
+    }
+
+    /// Fills in Jetpay's hosted form like a customer would.
+    pub async fn submit_card(&self, form_url: &str, number: &str) {
+        let response = reqwest::Client::new()
+            .post(form_url)
+            .form(&[
+                ("card_number", number),
+                ("expiry", "12/34"),
+                ("cvc", "123"),
+                ("name", "Test Customer"),
+                ("postal_code", "H2X 1Y4"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_success(),
+            "form post: {}",
+            response.status()
+        );
+    }
+}
+
+pub struct Customer {
+    pub http: reqwest::Client,
+    pub base: Url,
+    pub email: String,
+}
+
+impl Customer {
+    /// Calls a server function the way a page without WASM would (form-encoded POST).
+    pub async fn call(&self, endpoint: &str, form: &[(&str, &str)]) -> (StatusCode, String) {
+        let response = self
+            .http
+            .post(self.base.join(&format!("/api/{endpoint}")).unwrap())
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.text().await.unwrap())
+    }
+
+    pub async fn add_card(&self) -> String {
+        let (status, body) = self.call("add_card", &[]).await;
+        assert!(status.is_success(), "add_card: {status} {body}");
+        serde_json::from_str::<String>(&body).unwrap()
+    }
+
+    pub async fn cards(&self) -> Value {
+        let (status, body) = self.call("list_cards", &[]).await;
+        assert!(status.is_success(), "list_cards: {status} {body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    pub async fn form_url(&self, card_id: &str) -> String {
+        let page = self.cards().await;
+        page["cards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == card_id)
+            .and_then(|c| c["form_url"].as_str())
+            .expect("pending card has a form URL")
+            .to_owned()
+    }
+}
