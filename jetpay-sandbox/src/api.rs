@@ -21,7 +21,9 @@ use crate::error::{ApiError, Issue};
 use crate::faults::EarlyAt;
 use crate::state::AppState;
 use crate::store::format_time;
-use crate::{auth, card_service, dashboard, dispatcher, faults, hosted_form, signing, webhooks};
+use crate::{
+    auth, card_service, dashboard, dispatcher, events, faults, hosted_form, signing, webhooks,
+};
 
 /// Largest request body accepted anywhere.
 const BODY_LIMIT: usize = 64 * 1024;
@@ -46,6 +48,7 @@ pub fn router(state: AppState) -> Router {
             "/_sandbox/faults",
             get(faults::get).post(faults::set).delete(faults::clear),
         )
+        .route("/_sandbox/events", get(events::list))
         .route(
             "/_sandbox/webhooks/{identifier}/attempts",
             get(dispatcher::attempts),

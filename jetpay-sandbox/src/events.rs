@@ -4,12 +4,17 @@
 //! never reused, and (since a rolled-back insert also rolls back the sequence) never skipped.
 //! `createdAt` never goes backwards between consecutive ids, even if the clock does.
 
+use axum::extract::{Query, State};
+use axum::Json;
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use serde_json::Value;
 use sqlx::{SqliteConnection, SqlitePool};
 
 use jetpay::wire::Event;
 
+use crate::error::ApiError;
+use crate::state::AppState;
 use crate::store::{format_time, parse_time};
 
 type Row = (i64, String, String, String);
@@ -101,6 +106,28 @@ pub async fn recent(pool: &SqlitePool, limit: u32) -> Result<Vec<Event>, sqlx::E
             .fetch_all(pool)
             .await?;
     Ok(rows.into_iter().map(to_event).collect())
+}
+
+/// Query of `GET /_sandbox/events`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    /// Only events with a higher id (default 0: from the start).
+    after: Option<i64>,
+    /// At most this many (default 100, at most 1000).
+    limit: Option<u32>,
+}
+
+/// `GET /_sandbox/events?after=<id>&limit=<n>`: the event log as Jetpay would deliver it,
+/// ascending, so a test can compare what the platform applied with what Jetpay's log implies.
+pub async fn list(
+    State(state): State<AppState>,
+    Query(query): Query<ListQuery>,
+) -> Result<Json<Vec<Event>>, ApiError> {
+    let limit = query.limit.unwrap_or(100).clamp(1, 1000);
+    Ok(Json(
+        after(&state.pool, query.after.unwrap_or(0), limit).await?,
+    ))
 }
 
 #[cfg(test)]

@@ -385,3 +385,48 @@ async fn jwks_lists_rs256_keys_and_rotation_keeps_the_old_one() {
         .collect();
     assert_eq!(kids, vec![old_kid, new_kid]);
 }
+
+#[tokio::test]
+async fn the_event_log_is_listed_as_delivered_in_id_order() {
+    let h = Harness::start().await;
+    let (status, _) = h
+        .admin(Method::GET, "_sandbox/events?after=0&limit=5", None)
+        .await;
+    assert_eq!(status, 200);
+    let a = h.new_card("4242424242424242").await;
+    let b = h.new_card("4000000000000002").await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let events = loop {
+        let (status, body) = h.admin(Method::GET, "_sandbox/events", None).await;
+        assert_eq!(status, 200, "{body}");
+        let events = body.as_array().unwrap().clone();
+        if events.len() == 2 || std::time::Instant::now() > deadline {
+            break events;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(events.len(), 2, "{events:?}");
+    let first = events[0]["id"].as_i64().unwrap();
+    assert_eq!(events[1]["id"].as_i64().unwrap(), first + 1);
+    let cards: Vec<&str> = events
+        .iter()
+        .map(|e| e["data"]["creditCardId"].as_str().unwrap())
+        .collect();
+    // The card service may finish them in either order; both are there, each once.
+    assert!(cards.contains(&a.as_str()) && cards.contains(&b.as_str()));
+    assert!(events
+        .iter()
+        .all(|e| e["type"] == jetpay::unspecified::CARD_TOKENIZED_EVENT
+            && e["createdAt"].is_string()));
+    let (_, after) = h
+        .admin(
+            Method::GET,
+            &format!("_sandbox/events?after={first}&limit=1"),
+            None,
+        )
+        .await;
+    assert_eq!(after.as_array().unwrap().len(), 1);
+    assert_eq!(after[0]["id"].as_i64().unwrap(), first + 1);
+    let no_token = h.http.get(h.url("_sandbox/events")).send().await.unwrap();
+    assert_eq!(no_token.status(), 401);
+}
