@@ -34,9 +34,14 @@ async function signIn(page: Page, email: string) {
 
 /** Opens Jetpay's form with "Add card" (or "Try again") and returns the new pending row. */
 async function openForm(page: Page, button = 'Add card') {
+  const before = new URL(page.url()).searchParams.get('adding');
   await page.getByRole('button', { name: button }).first().click();
-  await expect(page).toHaveURL(/\?adding=/);
+  // Wait for a new card's form: the address may still name the previous one.
+  await expect
+    .poll(() => new URL(page.url()).searchParams.get('adding'))
+    .not.toBe(before);
   const id = new URL(page.url()).searchParams.get('adding')!;
+  expect(id).toBeTruthy();
   const frame = page.frameLocator('iframe[title="Jetpay secure card form"]');
   await expect(frame.getByLabel('Card number')).toBeVisible();
   return { id, frame, row: page.locator(`[data-card-id="${id}"]`) };
