@@ -488,6 +488,14 @@ impl Store {
         Ok(row.map(|r| r.0))
     }
 
+    /// The highest event id received, if any.
+    pub async fn newest_event_id(&self) -> Result<Option<i64>> {
+        sqlx::query_scalar("SELECT MAX(event_id) FROM jetpay_events")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::classify)
+    }
+
     /// How each event was handled, for tests and operators.
     pub async fn event_outcome(&self, event_id: i64) -> Result<Option<String>> {
         sqlx::query_scalar("SELECT outcome FROM jetpay_events WHERE event_id = $1")
