@@ -111,7 +111,23 @@ pub struct Webhook {
 pub struct WebhookBatch {
     #[serde(rename = "webhookId", alias = "webhook_id")]
     pub webhook_id: i64,
+    /// Parsed one by one: an event that lacks a field or has one of the wrong type is kept as a
+    /// malformed event (see [`Event::kind`]) rather than failing the whole batch, which Jetpay
+    /// would then retry forever, holding back every event behind it. An event without an integer
+    /// `id` cannot be recorded or deduplicated and is dropped with a warning.
+    #[serde(deserialize_with = "lenient_events")]
     pub events: Vec<Event>,
+}
+
+fn lenient_events<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Event>, D::Error> {
+    let raw = Vec::<serde_json::Value>::deserialize(d)?;
+    Ok(raw
+        .into_iter()
+        .filter_map(|value| match Event::deserialize(&value) {
+            Ok(event) => Some(event),
+            Err(e) => Event::malformed(&value, &e.to_string()),
+        })
+        .collect())
 }
 
 /// One event. `data` stays raw JSON so that unknown event types survive untouched; use
@@ -142,7 +158,40 @@ pub enum EventKind {
 }
 
 impl Event {
+    /// What is left of an event that did not parse: its id, its type if it is a string, its
+    /// time if it is one (else the Unix epoch), and `data` null, which makes [`Event::kind`]
+    /// report it as malformed. `None` without an integer id.
+    fn malformed(value: &serde_json::Value, reason: &str) -> Option<Event> {
+        let Some(id) = value.get("id").and_then(serde_json::Value::as_i64) else {
+            tracing::warn!(reason, "webhook event without an id dropped");
+            return None;
+        };
+        tracing::warn!(event = id, reason, "malformed webhook event");
+        let text = |a: &str, b: &str| {
+            value
+                .get(a)
+                .or_else(|| value.get(b))
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+        };
+        Some(Event {
+            id,
+            created_at: text("createdAt", "created_at")
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(DateTime::UNIX_EPOCH),
+            event_type: text("type", "type").unwrap_or_default(),
+            data: serde_json::Value::Null,
+        })
+    }
+
     pub fn kind(&self) -> EventKind {
+        // Jetpay's events always have a type and an object `data`.
+        if self.event_type.is_empty() || self.data.is_null() {
+            return EventKind::Malformed {
+                event_type: self.event_type.clone(),
+                reason: "the event has no type or no data".into(),
+            };
+        }
         if self.event_type == unspecified::CARD_TOKENIZED_EVENT {
             match serde_json::from_value::<CardTokenized>(self.data.clone()) {
                 Ok(data) => EventKind::CardTokenized(data),
@@ -262,6 +311,34 @@ mod tests {
                 assert_eq!(d.failure_reason.as_deref(), Some("card_declined"));
             }
             other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn events_missing_fields_are_malformed_not_fatal() {
+        let body = r#"{"webhookId":1,"events":[
+            {"id":1,"type":"x"},
+            {"id":2,"createdAt":"2026-01-22T10:15:30Z","data":{}},
+            {"id":3,"type":"x","data":{}},
+            {"id":4,"createdAt":"soon","type":7,"data":{}},
+            {"type":"x","createdAt":"2026-01-22T10:15:30Z","data":{}},
+            "junk",
+            {"id":5,"createdAt":"2026-01-22T10:15:30Z","type":"x","data":{}}]}"#;
+        let batch: WebhookBatch = serde_json::from_str(body).unwrap();
+        let ids: Vec<i64> = batch.events.iter().map(|e| e.id).collect();
+        assert_eq!(ids, [1, 2, 3, 4, 5]);
+        for e in &batch.events[..4] {
+            assert!(matches!(e.kind(), EventKind::Malformed { .. }), "{e:?}");
+        }
+        assert_eq!(batch.events[2].event_type, "x");
+        assert!(matches!(batch.events[4].kind(), EventKind::Unknown { .. }));
+        // The batch itself must still be a batch.
+        for bad in [
+            r#"{"webhookId":1}"#,
+            r#"{"webhookId":1,"events":{}}"#,
+            r#"{"events":[]}"#,
+        ] {
+            assert!(serde_json::from_str::<WebhookBatch>(bad).is_err(), "{bad}");
         }
     }
 
