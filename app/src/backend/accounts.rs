@@ -115,25 +115,26 @@ impl SignInLimiter {
         }
     }
 
-    fn check(&self, key: &str) -> Result<(), AppError> {
-        let failures = self.failures.lock().expect("limiter poisoned");
-        match failures.get(key) {
-            Some((count, since)) if *count >= self.limit && since.elapsed() < self.window => {
-                Err(AppError::SignInRateLimited)
-            }
-            _ => Ok(()),
-        }
-    }
-
-    fn failed(&self, key: &str) {
+    /// Takes one attempt for `key`, counted as a failure until [`Self::succeeded`] says
+    /// otherwise. Check and count happen under one lock, so guesses sent concurrently cannot all
+    /// pass the check while the first ones are still verifying their password.
+    fn attempt(&self, key: &str) -> Result<(), AppError> {
         let mut failures = self.failures.lock().expect("limiter poisoned");
+        // Bound the memory a flood of made-up addresses can take.
+        if failures.len() >= 100_000 {
+            failures.retain(|_, (_, since)| since.elapsed() < self.window);
+        }
         let entry = failures
             .entry(key.to_owned())
             .or_insert((0, Instant::now()));
         if entry.1.elapsed() >= self.window {
             *entry = (0, Instant::now());
         }
+        if entry.0 >= self.limit {
+            return Err(AppError::SignInRateLimited);
+        }
         entry.0 += 1;
+        Ok(())
     }
 
     fn succeeded(&self, key: &str) {
@@ -164,17 +165,14 @@ impl Backend {
     /// Checks credentials; returns the customer's id.
     pub async fn sign_in(&self, email: &str, password: &str) -> Result<String, AppError> {
         let email = Email::parse(email).map_err(|_| AppError::WrongCredentials)?;
-        self.sign_in_limiter.check(email.as_str())?;
+        self.sign_in_limiter.attempt(email.as_str())?;
         let customer = self.store.customer_by_email(email.as_str()).await?;
         match customer {
             Some(c) if verify_password(password, &c.password_hash) => {
                 self.sign_in_limiter.succeeded(email.as_str());
                 Ok(c.id)
             }
-            _ => {
-                self.sign_in_limiter.failed(email.as_str());
-                Err(AppError::WrongCredentials)
-            }
+            _ => Err(AppError::WrongCredentials),
         }
     }
 
@@ -226,12 +224,11 @@ mod tests {
     #[test]
     fn limiter_blocks_after_limit() {
         let l = SignInLimiter::new(2, Duration::from_secs(60));
-        l.failed("a");
-        assert!(l.check("a").is_ok());
-        l.failed("a");
-        assert!(matches!(l.check("a"), Err(AppError::SignInRateLimited)));
-        assert!(l.check("b").is_ok());
+        assert!(l.attempt("a").is_ok());
+        assert!(l.attempt("a").is_ok());
+        assert!(matches!(l.attempt("a"), Err(AppError::SignInRateLimited)));
+        assert!(l.attempt("b").is_ok());
         l.succeeded("a");
-        assert!(l.check("a").is_ok());
+        assert!(l.attempt("a").is_ok());
     }
 }
