@@ -173,7 +173,12 @@ pub fn SignUpPage() -> impl IntoView {
 #[component]
 pub fn AccountMenu() -> impl IntoView {
     let sign_out = ServerAction::<SignOut>::new();
-    let customer = Resource::new(move || sign_out.version().get(), |_| current_customer());
+    // Refetched on every navigation: signing in or up moves to another page client-side.
+    let location = leptos_router::hooks::use_location();
+    let customer = Resource::new(
+        move || (sign_out.version().get(), location.pathname.get()),
+        |_| current_customer(),
+    );
     view! {
         <Suspense>
             {move || {

@@ -25,3 +25,13 @@ export async function waitForHydration(page: Page) {
 }
 
 export { expect };
+
+/**
+ * Removes one expected console error (Chromium logs every non-2xx response as one, e.g. a server
+ * function refusing a wrong password with 401) and fails if it is not there.
+ */
+export function expectConsoleError(errors: string[], pattern: RegExp) {
+  const at = errors.findIndex((e) => pattern.test(e));
+  expect(at, `expected a console error matching ${pattern}`).toBeGreaterThanOrEqual(0);
+  errors.splice(at, 1);
+}

@@ -1,4 +1,4 @@
-import { test, expect, waitForHydration } from './fixtures';
+import { test, expect, expectConsoleError, waitForHydration } from './fixtures';
 
 test('the saved cards page renders on the server and hydrates', async ({ page }) => {
   await page.goto('/account/cards');
@@ -41,7 +41,5 @@ test('an unknown address shows the 404 page with status 404', async ({ page, con
   await expect(page.getByRole('heading', { name: 'Page not found' })).toBeVisible();
   await waitForHydration(page);
   // Chromium reports the document's own 404 status as a console error: that one is expected.
-  const own = consoleErrors.findIndex((e) => e.includes('status of 404'));
-  expect(own).toBeGreaterThanOrEqual(0);
-  consoleErrors.splice(own, 1);
+  expectConsoleError(consoleErrors, /status of 404/);
 });

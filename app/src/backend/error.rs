@@ -91,11 +91,31 @@ impl AppError {
             other => tracing::debug!(error = %other, "request refused"),
         }
     }
+
+    /// The HTTP status a server function answers with for this error.
+    pub fn status(&self) -> http::StatusCode {
+        use http::StatusCode as S;
+        match self {
+            AppError::NotSignedIn | AppError::WrongCredentials => S::UNAUTHORIZED,
+            AppError::InvalidInput(_) => S::UNPROCESSABLE_ENTITY,
+            AppError::EmailTaken | AppError::TooManyPending(_) => S::CONFLICT,
+            AppError::SignInRateLimited => S::TOO_MANY_REQUESTS,
+            AppError::CardNotFound => S::NOT_FOUND,
+            AppError::Jetpay(_) => S::BAD_GATEWAY,
+            AppError::Store(StoreError::Busy(_)) => S::SERVICE_UNAVAILABLE,
+            AppError::Store(_) | AppError::Internal(_) => S::INTERNAL_SERVER_ERROR,
+        }
+    }
 }
 
+/// The one place a domain error becomes a server function's answer: logged in full, answered
+/// with its status and the customer's sentence only.
 impl From<AppError> for ServerFnError {
     fn from(e: AppError) -> Self {
         e.log();
+        if let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>() {
+            response.set_status(e.status());
+        }
         ServerFnError::new(e.customer_message())
     }
 }
