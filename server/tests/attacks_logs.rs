@@ -1,0 +1,334 @@
+//! Nothing sensitive in the logs: the real server binary (with its embedded sandbox) runs a full
+//! flow with everything at debug or trace, and its output is searched for card numbers, CVCs,
+//! API tokens, JWTs, passwords, session ids and the secret part of Jetpay's form URL.
+
+use std::{
+    process::Stdio,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use reqwest::cookie::CookieStore;
+use std::io::{BufRead, BufReader};
+use url::Url;
+
+const SUCCESS: &str = "4242424242424242";
+const DECLINE: &str = "4000000000000002";
+const CVC: &str = "737";
+
+/// Reads a child's output line by line into a shared buffer.
+fn collect(
+    out: impl std::io::Read + Send + 'static,
+    log: Arc<Mutex<String>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(out).lines() {
+            let Ok(line) = line else { return };
+            let mut log = log.lock().unwrap();
+            log.push_str(&line);
+            log.push('\n');
+        }
+    })
+}
+
+/// The server process, killed when the test ends however it ends.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn wait_for<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
+    for _ in 0..600 {
+        if let Some(v) = f().await {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+struct Browser {
+    http: reqwest::Client,
+    jar: Arc<reqwest::cookie::Jar>,
+    base: Url,
+}
+
+impl Browser {
+    async fn call(&self, endpoint: &str, form: &[(&str, &str)]) -> (u16, String) {
+        let response = self
+            .http
+            .post(self.base.join(&format!("/api/{endpoint}")).unwrap())
+            .form(form)
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    fn session_id(&self) -> Option<String> {
+        let cookies = self.jar.cookies(&self.base)?;
+        cookies
+            .to_str()
+            .unwrap()
+            .split(';')
+            .map(str::trim)
+            .find_map(|c| c.strip_prefix("saved_cards_session="))
+            .map(str::to_owned)
+    }
+
+    async fn card(&self, id: &str) -> serde_json::Value {
+        let (status, body) = self.call("list_cards", &[]).await;
+        assert_eq!(status, 200, "{body}");
+        let page: serde_json::Value = serde_json::from_str(&body).unwrap();
+        page["cards"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["id"] == id)
+            .cloned()
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    async fn add_card(&self, number: &str, spaced: bool) -> (String, String) {
+        let (status, body) = self.call("add_card", &[]).await;
+        assert_eq!(status, 200, "{body}");
+        let id: String = serde_json::from_str(&body).unwrap();
+        let form_url = self.card(&id).await["form_url"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        // The iframe loads the form, then the customer submits it.
+        let page = reqwest::get(&form_url).await.unwrap();
+        assert_eq!(page.status(), 200);
+        let typed = if spaced {
+            number
+                .as_bytes()
+                .chunks(4)
+                .map(|c| std::str::from_utf8(c).unwrap())
+                .collect::<Vec<_>>()
+                .join(" ")
+        } else {
+            number.to_owned()
+        };
+        let response = reqwest::Client::new()
+            .post(&form_url)
+            .form(&[
+                ("card_number", typed.as_str()),
+                ("expiry", "12/34"),
+                ("cvc", CVC),
+                ("name", "Test Customer"),
+                ("postal_code", "H2X 1Y4"),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert!(response.status().is_success(), "{}", response.status());
+        (id, form_url)
+    }
+
+    async fn wait_state(&self, id: &str, state: &str) {
+        wait_for(&format!("card {id} {state}"), async || {
+            (self.card(id).await["state"] == state).then_some(())
+        })
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_full_run_at_trace_level_logs_no_card_data_tokens_or_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_server"))
+        .current_dir(dir.path())
+        .env_remove("JETPAY_BASE_URL")
+        .env_remove("JETPAY_API_TOKEN")
+        .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
+        .env("LEPTOS_SITE_ROOT", dir.path())
+        .env("JETPAY_SANDBOX_ADDR", "127.0.0.1:0")
+        .env("JETPAY_SANDBOX_DB", "memory")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/app.db", dir.path().display()),
+        )
+        .env(
+            "RUST_LOG",
+            "debug,server=trace,app=trace,jetpay=trace,jetpay_sandbox=trace,tower_http=trace,\
+             tower_sessions=trace,reqwest=trace",
+        )
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let readers = [
+        collect(child.stdout.take().unwrap(), log.clone()),
+        collect(child.stderr.take().unwrap(), log.clone()),
+    ];
+    let server = Server(child);
+
+    let addr = wait_for("the server to listen", async || {
+        let log = log.lock().unwrap();
+        let line = log.lines().find(|l| l.contains("listening"))?;
+        let addr = line.split("addr=").nth(1)?.split_whitespace().next()?;
+        Some(addr.to_owned())
+    })
+    .await;
+    let base = Url::parse(&format!("http://{addr}")).unwrap();
+    wait_for("the webhook registration", async || {
+        log.lock()
+            .unwrap()
+            .contains("Jetpay webhook registered")
+            .then_some(())
+    })
+    .await;
+
+    let jar = Arc::new(reqwest::cookie::Jar::default());
+    let browser = Browser {
+        http: reqwest::Client::builder()
+            .cookie_provider(jar.clone())
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        jar,
+        base: base.clone(),
+    };
+    let email = format!("logs-{}@example.com", uuid::Uuid::new_v4());
+    let password = format!("pw-{}", uuid::Uuid::new_v4().simple());
+    let mut session_ids = Vec::new();
+
+    let (status, body) = browser
+        .call(
+            "sign_up",
+            &[
+                ("name", "Log Tester"),
+                ("email", &email),
+                ("password", &password),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    session_ids.extend(browser.session_id());
+
+    let (active, active_url) = browser.add_card(SUCCESS, false).await;
+    let (declined, declined_url) = browser.add_card(DECLINE, true).await;
+    browser.wait_state(&active, "active").await;
+    browser.wait_state(&declined, "failed").await;
+    let (status, body) = browser.call("remove_card", &[("card_id", &active)]).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = browser.call("sign_out", &[]).await;
+    assert!(status < 400);
+    let (_, body) = browser
+        .call(
+            "sign_in",
+            &[("email", &email), ("password", "wrong-password-123")],
+        )
+        .await;
+    assert!(body.contains("don't match"), "{body}");
+    let (status, body) = browser
+        .call("sign_in", &[("email", &email), ("password", &password)])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    session_ids.extend(browser.session_id());
+    assert!(!session_ids.is_empty());
+
+    // Refusals log why, never what: a forged delivery with a JWT-shaped token, and a
+    // cross-origin sign-in carrying the password.
+    let forged = reqwest::Client::new()
+        .post(base.join("/webhooks/jetpay").unwrap())
+        .header(
+            "authorization",
+            "Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6IngifQ.eyJzdWIiOiJ4In0.c2ln",
+        )
+        .body(r#"{"webhookId":1,"events":[]}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 401);
+    let cross = reqwest::Client::new()
+        .post(base.join("/api/sign_in").unwrap())
+        .header("origin", "https://evil.example")
+        .form(&[("email", email.as_str()), ("password", password.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross.status(), 403);
+
+    // The webhook deliveries were logged as applied before we stop.
+    wait_for("the delivery log line", async || {
+        log.lock()
+            .unwrap()
+            .contains("webhook delivery applied")
+            .then_some(())
+    })
+    .await;
+    drop(server);
+    // The readers see end of file once the process is gone.
+    for reader in readers {
+        reader.join().unwrap();
+    }
+    let log = log.lock().unwrap().clone();
+    assert!(
+        log.lines().count() > 50,
+        "suspiciously little logged:\n{log}"
+    );
+
+    let secret_part = |url: &str| url.rsplit('/').next().unwrap().to_owned();
+    let spaced = |n: &str| {
+        n.as_bytes()
+            .chunks(4)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let mut forbidden: Vec<(String, String)> = vec![
+        ("card number".into(), SUCCESS.into()),
+        ("card number".into(), DECLINE.into()),
+        ("spaced card number".into(), spaced(SUCCESS)),
+        ("spaced card number".into(), spaced(DECLINE)),
+        ("sandbox API token".into(), "sandbox-token".into()),
+        ("JWT".into(), "eyJ".into()),
+        ("password".into(), password.clone()),
+        ("wrong password".into(), "wrong-password-123".into()),
+        ("form URL secret".into(), secret_part(&active_url)),
+        ("form URL secret".into(), secret_part(&declined_url)),
+    ];
+    for id in &session_ids {
+        forbidden.push(("session id".into(), id.clone()));
+    }
+    let mut found = Vec::new();
+    for (what, needle) in &forbidden {
+        for line in log.lines().filter(|l| l.contains(needle.as_str())) {
+            found.push(format!("{what}: {line}"));
+        }
+    }
+    // A CVC only means something next to its name.
+    let lower = log.to_ascii_lowercase();
+    for name in ["cvc", "cvv", "security code"] {
+        for (at, _) in lower.match_indices(name) {
+            let context: String = lower[at..].chars().take(name.len() + 12).collect();
+            if context.contains(CVC) {
+                found.push(format!("CVC: {context}"));
+            }
+        }
+    }
+    if let Ok(path) = std::env::var("ATTACKS_LOGS_DUMP") {
+        std::fs::write(path, &log).unwrap();
+    }
+    assert!(
+        found.is_empty(),
+        "sensitive data in the logs ({} lines of {}):\n{}",
+        found.len(),
+        log.lines().count(),
+        found.join("\n")
+    );
+    eprintln!(
+        "{} log lines searched for {} secrets: none found",
+        log.lines().count(),
+        forbidden.len() + 1
+    );
+}
