@@ -1,0 +1,97 @@
+//! The live card stream: only the signed-in customer's changes, resumable with Last-Event-ID.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{spawn_app, Customer, TestApp};
+
+/// Reads SSE frames until `want` `card` events arrived (or the deadline passes); returns their ids.
+async fn read_card_ids(
+    app: &TestApp,
+    customer: &Customer,
+    last_event_id: Option<i64>,
+    want: usize,
+) -> Vec<i64> {
+    let mut request = customer.http.get(app.url("/account/cards/events"));
+    if let Some(id) = last_event_id {
+        request = request.header("last-event-id", id.to_string());
+    }
+    let mut response = request.send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let mut ids = Vec::new();
+    while ids.len() < want {
+        let chunk = tokio::time::timeout_at(deadline, response.chunk()).await;
+        match chunk {
+            Ok(Ok(Some(bytes))) => text.push_str(&String::from_utf8_lossy(&bytes)),
+            _ => break,
+        }
+        ids = text
+            .split("\n\n")
+            .filter(|frame| frame.contains("event: card"))
+            .filter_map(|frame| frame.lines().find_map(|l| l.strip_prefix("id: ")))
+            .map(|id| id.parse().unwrap())
+            .collect();
+    }
+    ids
+}
+
+#[tokio::test]
+async fn a_reconnecting_stream_gets_exactly_what_it_missed_and_only_its_own() {
+    let app = spawn_app().await;
+    let alice = app.customer("alice").await;
+    let bob = app.customer("bob").await;
+    alice.add_card().await;
+    bob.add_card().await;
+    alice.add_card().await;
+    let seqs: Vec<i64> = sqlx::query_scalar(
+        "SELECT seq FROM card_changes c JOIN customers u ON u.id = c.customer_id WHERE u.email = $1 ORDER BY seq",
+    )
+    .bind(&alice.email)
+    .fetch_all(app.backend.store.pool())
+    .await
+    .unwrap();
+    assert_eq!(seqs.len(), 2);
+
+    // Resuming after the first change replays the second, and none of Bob's.
+    let ids = read_card_ids(&app, &alice, Some(seqs[0]), 1).await;
+    assert_eq!(ids, vec![seqs[1]]);
+    // From the start, both.
+    let ids = read_card_ids(&app, &alice, Some(0), 2).await;
+    assert_eq!(ids, seqs);
+}
+
+#[tokio::test]
+async fn live_changes_reach_the_owner_stream_only() {
+    let app = spawn_app().await;
+    let alice = app.customer("alice").await;
+    let bob = app.customer("bob").await;
+    let card = alice.add_card().await;
+    let latest: i64 = app.count("SELECT MAX(seq) FROM card_changes").await;
+
+    let alice_reader = read_card_ids(&app, &alice, Some(latest), 1);
+    let bob_reader = read_card_ids(&app, &bob, Some(latest), 1);
+    let submit = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        app.submit_card(&alice.form_url(&card).await, "4242424242424242")
+            .await;
+    };
+    let (alice_ids, bob_ids, ()) = tokio::join!(alice_reader, bob_reader, submit);
+    assert_eq!(alice_ids.len(), 1, "alice sees her card turn active");
+    assert!(bob_ids.is_empty(), "bob sees nothing: {bob_ids:?}");
+}
+
+#[tokio::test]
+async fn the_stream_needs_a_signed_in_customer() {
+    let app = spawn_app().await;
+    let response = reqwest::get(app.url("/account/cards/events"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+}
