@@ -24,21 +24,31 @@ impl Jobs {
         // The hole we are watching and since when; replay only if it outlives the grace period.
         let mut watched: Option<(i64, Instant)> = None;
         loop {
-            tokio::select! {
+            let tick = tokio::select! {
                 _ = tokio::time::sleep(self.sweep_interval) => {
                     if let Err(e) = self.backend.expire_stale_cards().await {
                         tracing::warn!(error = %e, "expiring stale cards failed");
                     }
+                    true
                 }
-                _ = self.gap_check.notified() => {}
-            }
-            watched = self.check_gap(watched).await;
+                _ = self.gap_check.notified() => false,
+            };
+            watched = self.check_gap(watched, tick).await;
         }
     }
 
-    async fn check_gap(&self, watched: Option<(i64, Instant)>) -> Option<(i64, Instant)> {
+    /// `ask_jetpay` (on sweep ticks only, so Jetpay sees at most one read per interval): also
+    /// look for a hole at the end, which no later delivery would reveal.
+    async fn check_gap(
+        &self,
+        watched: Option<(i64, Instant)>,
+        ask_jetpay: bool,
+    ) -> Option<(i64, Instant)> {
         let missing = match self.backend.store.first_missing_event_id().await {
-            Ok(missing) => missing?,
+            Ok(Some(missing)) => missing,
+            // Between ticks a delivery cannot tell about the end: keep watching it.
+            Ok(None) if !ask_jetpay => return watched,
+            Ok(None) => self.missing_tail().await?,
             Err(e) => {
                 tracing::warn!(error = %e, "gap check failed");
                 return watched;
@@ -54,21 +64,49 @@ impl Jobs {
         }
     }
 
-    async fn request_replay(&self, from: i64) {
-        let identifier = match self
+    /// The id after the newest one we received, when Jetpay says it delivered more than that:
+    /// a dropped delivery of the newest events leaves no later event to reveal the hole, but
+    /// the webhook's `last_sent_event_id` does. A delivery that commits between our two reads
+    /// can look like a hole for a moment; the grace period absorbs that.
+    async fn missing_tail(&self) -> Option<i64> {
+        let newest = match self.backend.store.newest_event_id().await {
+            Ok(newest) => newest?,
+            Err(e) => {
+                tracing::warn!(error = %e, "gap check failed");
+                return None;
+            }
+        };
+        let identifier = self.webhook_identifier().await?;
+        match self.backend.jetpay.get_webhook(identifier).await {
+            Ok(webhook) => webhook
+                .last_sent_event_id
+                .filter(|sent| *sent > newest)
+                .map(|_| newest + 1),
+            Err(e) => {
+                tracing::debug!(error = %e, "gap check: could not read our Jetpay webhook");
+                None
+            }
+        }
+    }
+
+    async fn webhook_identifier(&self) -> Option<uuid::Uuid> {
+        match self
             .backend
             .store
             .webhook_identifier(&self.callback_url)
             .await
         {
-            Ok(Some(id)) => id,
-            Ok(None) => return,
+            Ok(Some(id)) => uuid::Uuid::parse_str(&id).ok(),
+            Ok(None) => None,
             Err(e) => {
                 tracing::warn!(error = %e, "gap replay: no webhook identifier");
-                return;
+                None
             }
-        };
-        let Ok(identifier) = uuid::Uuid::parse_str(&identifier) else {
+        }
+    }
+
+    async fn request_replay(&self, from: i64) {
+        let Some(identifier) = self.webhook_identifier().await else {
             return;
         };
         let patch = WebhookPatch {
