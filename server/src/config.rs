@@ -46,6 +46,9 @@ pub struct Config {
     pub gap_grace: Duration,
     /// `SWEEP_INTERVAL_SECS`: how often stale pending cards are expired and gaps checked.
     pub sweep_interval: Duration,
+    /// `JETPAY_TIMEOUT_SECS`: the whole-request limit of every call to Jetpay (default 10). Add
+    /// card waits on these calls, so a slow Jetpay fails the request instead of hanging it.
+    pub jetpay_timeout: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -190,6 +193,16 @@ impl Config {
             webhook_max_batch_size,
             gap_grace: secs("GAP_GRACE_SECS", if sandbox { 5 } else { 180 })?,
             sweep_interval: secs("SWEEP_INTERVAL_SECS", 5)?,
+            jetpay_timeout: match secs("JETPAY_TIMEOUT_SECS", 10)? {
+                t if t.is_zero() || t > Duration::from_secs(300) => {
+                    return Err(bad(
+                        "JETPAY_TIMEOUT_SECS",
+                        &t.as_secs().to_string(),
+                        "expected 1 to 300 seconds",
+                    ))
+                }
+                t => t,
+            },
         })
     }
 }
@@ -237,6 +250,7 @@ mod tests {
         assert!(matches!(config.jetpay, JetpayTarget::Sandbox { .. }));
         assert_eq!(config.webhook_max_wait_seconds, 0);
         assert_eq!(config.database_url, "sqlite://data/saved-cards.db");
+        assert_eq!(config.jetpay_timeout, Duration::from_secs(10));
     }
 
     #[test]
@@ -276,6 +290,8 @@ mod tests {
             ("PUBLIC_URL", "example.com"),
             ("DATABASE_URL", "mysql://x"),
             ("LEPTOS_ENV", "staging"),
+            ("JETPAY_TIMEOUT_SECS", "0"),
+            ("JETPAY_TIMEOUT_SECS", "ten"),
         ] {
             let err = Config::from_vars(&vars(&[(name, value)])).unwrap_err();
             assert_eq!(err.variable, name);

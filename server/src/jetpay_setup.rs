@@ -47,10 +47,10 @@ pub async fn connect(config: &Config, public_url: &Url) -> Result<JetpayConnecti
             base_url,
             api_token,
         } => {
-            let client = Client::new(ClientConfig::new(
-                base_url.clone(),
-                ApiToken::new(api_token.clone()),
-            ))?;
+            let client = Client::new(ClientConfig {
+                timeout: config.jetpay_timeout,
+                ..ClientConfig::new(base_url.clone(), ApiToken::new(api_token.clone()))
+            })?;
             Ok(JetpayConnection {
                 client,
                 sandbox: None,
@@ -75,10 +75,10 @@ pub async fn connect(config: &Config, public_url: &Url) -> Result<JetpayConnecti
             };
             let sandbox = jetpay_sandbox::start(sandbox_config).await?;
             tracing::info!(url = %sandbox.base_url(), "embedded Jetpay sandbox started (dashboard at /_sandbox)");
-            let client = Client::new(ClientConfig::new(
-                sandbox.base_url(),
-                ApiToken::new(SANDBOX_TOKEN),
-            ))?;
+            let client = Client::new(ClientConfig {
+                timeout: config.jetpay_timeout,
+                ..ClientConfig::new(sandbox.base_url(), ApiToken::new(SANDBOX_TOKEN))
+            })?;
             Ok(JetpayConnection {
                 client,
                 sandbox: Some(sandbox),
