@@ -2,6 +2,8 @@
 //! temporary SQLite database, plus a customer-shaped HTTP client.
 #![allow(dead_code)]
 
+pub mod faults;
+
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use app::backend::Backend;
@@ -22,6 +24,14 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
+    let test = spawn_app_unregistered(extra).await;
+    test.wait_for_webhook().await;
+    test
+}
+
+/// Like [`spawn_app_with`], without waiting for the webhook registration (which never succeeds
+/// against a broken Jetpay).
+pub async fn spawn_app_unregistered(extra: &[(&str, &str)]) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let db = format!("sqlite://{}/test.db", dir.path().display());
     let mut vars: HashMap<String, String> = [
@@ -44,14 +54,12 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
     let sandbox = app.jetpay.client.base_url().clone();
     let backend = app.backend.clone();
     tokio::spawn(app.run());
-    let test = TestApp {
+    TestApp {
         base,
         sandbox,
         backend,
         _dir: dir,
-    };
-    test.wait_for_webhook().await;
-    test
+    }
 }
 
 impl TestApp {
