@@ -687,6 +687,35 @@ mod tests {
         assert!(client.jwks().await.unwrap().keys.is_empty());
     }
 
+    /// The two hosts the guide documents: both are accepted as they are written, and every
+    /// endpoint (the JWKS included, assumed on the API host) lands at the host's root.
+    #[test]
+    fn documented_hosts_build_the_documented_paths() {
+        let contact = Uuid::parse_str("7b0e3c1e-3c7a-4a8e-9d1c-2f1d2b3c4d5e").unwrap();
+        for host in [
+            "https://extapi.demo.jetpay.baselinepayments.com",
+            "https://extapi.jetpay.baselinepayments.com",
+        ] {
+            let url = Url::parse(host).unwrap();
+            let client = Client::new(ClientConfig::new(url, ApiToken::new(TOKEN))).unwrap();
+            assert_eq!(client.base_url().as_str(), format!("{host}/"));
+            for (path, expected) in [
+                ("contact", "/contact".to_owned()),
+                (
+                    &format!("contact/{contact}/creditcards/url"),
+                    format!("/contact/{contact}/creditcards/url"),
+                ),
+                ("webhooks/", "/webhooks/".to_owned()),
+                (unspecified::JWKS_PATH, "/.well-known/jwks.json".to_owned()),
+            ] {
+                assert_eq!(
+                    client.url(path).unwrap().as_str(),
+                    format!("{host}{expected}")
+                );
+            }
+        }
+    }
+
     #[test]
     fn token_never_shows_in_debug_or_display() {
         let token = ApiToken::new(TOKEN);

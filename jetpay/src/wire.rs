@@ -272,6 +272,106 @@ pub struct ErrorBody {
 mod tests {
     use super::*;
 
+    /// `PUT /contact`'s body as the guide shows it, and its answer with the contact's UUID.
+    #[test]
+    fn contact_body_and_answer_match_the_guide() {
+        let body = NewContact {
+            email: "ada@example.com".into(),
+            name: "Ada".into(),
+            tags: vec![],
+            language: "en".into(),
+        };
+        assert_eq!(
+            serde_json::to_value(&body).unwrap(),
+            serde_json::json!({"email": "ada@example.com", "name": "Ada", "tags": [], "language": "en"})
+        );
+        let answer: Contact = serde_json::from_str(
+            r#"{"id":"7b0e3c1e-3c7a-4a8e-9d1c-2f1d2b3c4d5e","email":"ada@example.com","name":"Ada","tags":[],"language":"en"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            answer.id,
+            "7b0e3c1e-3c7a-4a8e-9d1c-2f1d2b3c4d5e"
+                .parse::<Uuid>()
+                .unwrap()
+        );
+    }
+
+    /// The guide's example answer of `POST /contact/{identifier}/creditcards/url`, verbatim.
+    #[test]
+    fn tokenization_answer_of_the_guide_parses() {
+        let answer: TokenizationUrl = serde_json::from_str(
+            r#"{"url": "https://secure.jetpay.com/tokenize/session_abc", "credit_card_id": "card_456"}"#,
+        )
+        .unwrap();
+        assert_eq!(answer.url, "https://secure.jetpay.com/tokenize/session_abc");
+        assert_eq!(answer.credit_card_id, "card_456");
+    }
+
+    /// `POST /webhooks/` sends the documented field names; the timestamp is ISO 8601.
+    #[test]
+    fn webhook_registration_uses_the_documented_field_names() {
+        let body = NewWebhook {
+            callback_url: "https://example.test/hook".into(),
+            callback_api_key: Some("k".into()),
+            max_batch_size: Some(10),
+            max_wait_seconds: Some(60),
+            replay_from_event_id: Some(45678),
+            replay_from_timestamp: Some("2026-01-22T10:15:30Z".parse().unwrap()),
+        };
+        let value = serde_json::to_value(&body).unwrap();
+        let mut keys: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            [
+                "callback_api_key",
+                "callback_url",
+                "max_batch_size",
+                "max_wait_seconds",
+                "replay_from_event_id",
+                "replay_from_timestamp"
+            ]
+        );
+        let stamp = value["replay_from_timestamp"].as_str().unwrap();
+        assert_eq!(
+            DateTime::parse_from_rfc3339(stamp).unwrap(),
+            "2026-01-22T10:15:30Z".parse::<DateTime<Utc>>().unwrap()
+        );
+    }
+
+    /// Every documented state parses, "backing off" with the guide's space too, and so does an
+    /// answer with every documented field (`last_sent_event_id` null before any delivery).
+    #[test]
+    fn documented_webhook_states_and_answer_parse() {
+        for (text, state) in [
+            ("active", WebhookState::Active),
+            ("scheduled", WebhookState::Scheduled),
+            ("dispatching", WebhookState::Dispatching),
+            ("backing off", WebhookState::BackingOff),
+            ("backing_off", WebhookState::BackingOff),
+            ("failed", WebhookState::Failed),
+        ] {
+            let parsed: WebhookState = serde_json::from_value(serde_json::json!(text)).unwrap();
+            assert_eq!(parsed, state, "{text}");
+        }
+        let answer: Webhook = serde_json::from_value(serde_json::json!({
+            "id": 123, "identifier": "7b0e3c1e-3c7a-4a8e-9d1c-2f1d2b3c4d5e",
+            "callback_url": "https://example.test/hook", "state": "active",
+            "last_sent_event_id": null, "max_batch_size": 10, "max_wait_seconds": 60
+        }))
+        .unwrap();
+        assert_eq!(answer.id, 123);
+        assert_eq!(answer.state, WebhookState::Active);
+        assert_eq!(answer.last_sent_event_id, None);
+        assert_eq!((answer.max_batch_size, answer.max_wait_seconds), (10, 60));
+    }
+
     #[test]
     fn batch_accepts_camel_and_snake_case() {
         let camel = r#"{"webhookId":1,"events":[{"id":2,"createdAt":"2026-01-22T10:15:30.123456Z","type":"x","data":{}}]}"#;
