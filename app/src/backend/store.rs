@@ -126,6 +126,17 @@ impl Store {
         &self.pool
     }
 
+    /// Starts a transaction that will write. SQLite's default (deferred) transaction that reads
+    /// first cannot wait for another writer when it then writes: it fails at once with "database
+    /// is locked", and the busy timeout never applies. `BEGIN IMMEDIATE` takes the write lock up
+    /// front, waiting up to the busy timeout, so concurrent writers queue instead of failing.
+    async fn begin_write(&self) -> Result<Tx<'static>> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(StoreError::classify)
+    }
+
     // ---- customers -------------------------------------------------------------------------
 
     pub async fn insert_customer(
@@ -225,7 +236,7 @@ impl Store {
         form_url: &str,
         replaces: Option<&str>,
     ) -> Result<Vec<Change>> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::classify)?;
+        let mut tx = self.begin_write().await?;
         let now = now_ms();
         sqlx::query(
             "INSERT INTO cards (id, customer_id, jetpay_card_id, state, form_url, created_at, updated_at) \
@@ -312,7 +323,7 @@ impl Store {
     /// Makes one of the customer's active cards the default. `NotFound` when the card is not
     /// theirs or not active.
     pub async fn make_default(&self, customer_id: &str, card_id: &str) -> Result<Vec<Change>> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::classify)?;
+        let mut tx = self.begin_write().await?;
         let now = now_ms();
         let active: Option<String> = sqlx::query_scalar(
             "SELECT id FROM cards WHERE id = $1 AND customer_id = $2 AND state = 'active'",
@@ -358,7 +369,7 @@ impl Store {
     /// Removes one of the customer's cards; if it was the default, the newest other active card
     /// becomes the default. `NotFound` when the card is not theirs.
     pub async fn remove_card(&self, customer_id: &str, card_id: &str) -> Result<Vec<Change>> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::classify)?;
+        let mut tx = self.begin_write().await?;
         let now = now_ms();
         let was_default: Option<bool> = sqlx::query_scalar(
             "SELECT is_default FROM cards WHERE id = $1 AND customer_id = $2 AND state <> 'removed'",
@@ -392,7 +403,7 @@ impl Store {
 
     /// Expires every pending card created before `created_before` (ms since the epoch).
     pub async fn expire_stale(&self, created_before: i64) -> Result<Vec<Change>> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::classify)?;
+        let mut tx = self.begin_write().await?;
         let stale: Vec<(String, String)> = sqlx::query_as(
             "SELECT id, customer_id FROM cards WHERE state = 'pending' AND created_at < $1",
         )
@@ -435,7 +446,7 @@ impl Store {
         &self,
         events: &[Event],
     ) -> Result<(Vec<(i64, EventOutcome)>, Vec<Change>)> {
-        let mut tx = self.pool.begin().await.map_err(StoreError::classify)?;
+        let mut tx = self.begin_write().await?;
         let now = now_ms();
         let mut outcomes = Vec::with_capacity(events.len());
         let mut changes = Vec::new();
