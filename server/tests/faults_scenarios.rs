@@ -255,6 +255,8 @@ struct Lane {
     form: reqwest::Client,
     /// Every card this lane created, for the final whole-log check.
     all_cards: Vec<(String, String)>,
+    /// The newest event id of this lane's Jetpay log seen so far.
+    log_end: i64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -286,6 +288,7 @@ impl Lane {
             customers,
             form: reqwest::Client::new(),
             all_cards: Vec::new(),
+            log_end: 0,
         };
         // One result delivered without faults first. The server finds a lost delivery by the
         // hole it leaves in the event ids (or, at the end, by Jetpay's last_sent_event_id);
@@ -297,6 +300,13 @@ impl Lane {
         lane.app.wait_for_state(&warm_up, "active").await;
         let jetpay_card_id = lane.app.jetpay_card_id(&warm_up).await;
         lane.all_cards.push((warm_up, jetpay_card_id));
+        lane.log_end = lane
+            .admin
+            .events_after(0)
+            .await
+            .last()
+            .and_then(|e| e["id"].as_i64())
+            .unwrap_or(0);
         lane
     }
 
@@ -338,13 +348,7 @@ impl Lane {
         let mut rng =
             StdRng::seed_from_u64(seed ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let plan = plan(&mut rng);
-        let log_before = self
-            .admin
-            .events_after(0)
-            .await
-            .last()
-            .and_then(|e| e["id"].as_i64())
-            .unwrap_or(0);
+        let log_before = self.log_end;
         self.admin.clear_faults().await;
         let mut faults = plan.faults.clone();
         if plan.pause {
@@ -410,6 +414,7 @@ impl Lane {
             })
             .collect();
         let ids: Vec<i64> = log.iter().map(|e| e.id).collect();
+        self.log_end = ids.iter().copied().max().unwrap_or(log_before);
         let deadline = Instant::now() + Duration::from_secs(45);
         loop {
             let mut done = true;
