@@ -201,3 +201,26 @@ async fn gaps_in_event_ids_are_found() {
     store.apply_events(&[unknown(7), unknown(8)]).await.unwrap();
     assert_eq!(store.first_missing_event_id().await.unwrap(), None);
 }
+
+#[tokio::test]
+async fn a_result_that_arrives_before_the_pending_row_is_applied_when_the_row_is_written() {
+    let (store, _dir) = store().await;
+    let (outcomes, _) = store
+        .apply_events(&[tokenized(1, "jp-early", "succeeded")])
+        .await
+        .unwrap();
+    assert_eq!(outcomes, vec![(1, EventOutcome::UnknownCard)]);
+    let changes = store
+        .insert_pending_card("c1", "early", "jp-early", "http://jetpay/form", None)
+        .await
+        .unwrap();
+    assert_eq!(state(&store, "early").await, "active");
+    assert_eq!(changes.len(), 2, "added, then activated");
+    // A later duplicate of that event changes nothing.
+    let (outcomes, changes) = store
+        .apply_events(&[tokenized(1, "jp-early", "succeeded")])
+        .await
+        .unwrap();
+    assert_eq!(outcomes, vec![(1, EventOutcome::Duplicate)]);
+    assert!(changes.is_empty());
+}

@@ -252,3 +252,22 @@ async fn an_event_for_a_card_we_do_not_know_is_recorded_and_acknowledged() {
         .unwrap();
     assert!(ours.last_sent_event_id.is_some());
 }
+
+#[tokio::test]
+async fn a_result_delivered_before_the_pending_card_is_committed_is_not_lost() {
+    let app = spawn_app().await;
+    let customer = app.customer("early").await;
+    let response = reqwest::Client::new()
+        .post(app.sandbox.join("_sandbox/faults").unwrap())
+        .bearer_auth("sandbox-token")
+        .json(&json!({"deliver_early": 1, "deliver_early_at": "url_created"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    // Jetpay delivers the result while the URL call is still in flight: the server acknowledges an
+    // event for a card it has not committed yet.
+    let card = customer.add_card().await;
+    app.wait_for_state(&card, "active").await;
+    assert_eq!(app.count("SELECT COUNT(*) FROM early_results").await, 0);
+}

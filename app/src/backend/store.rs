@@ -278,6 +278,7 @@ impl Store {
             )
             .await?,
         );
+        apply_early_result(&mut tx, jetpay_card_id, now, &mut changes).await?;
         tx.commit().await.map_err(StoreError::classify)?;
         Ok(changes)
     }
@@ -411,6 +412,13 @@ impl Store {
         .fetch_all(&mut *tx)
         .await
         .map_err(StoreError::classify)?;
+        // Results for cards that never appeared (another platform's cards) are kept as long as a
+        // pending card could still claim them.
+        sqlx::query("DELETE FROM early_results WHERE received_at < $1")
+            .bind(created_before)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::classify)?;
         let mut changes = Vec::new();
         for (card_id, customer_id) in stale {
             let done = sqlx::query(
@@ -635,6 +643,52 @@ async fn promote_newest_active(
 /// Applies one tokenization result. Success moves `pending` or `expired` to `active` (Jetpay's
 /// word is final); failure moves `pending` or `expired` to `failed`. Anything else (a failure
 /// after success, anything on a removed card) is ignored and recorded.
+/// Keeps a result for a card we don't know (yet), so that a pending row written after it picks
+/// it up. The first result for a card wins, as with applied results.
+async fn keep_early_result(tx: &mut Tx<'_>, data: &CardTokenized, now: i64) -> Result<()> {
+    let json = serde_json::to_string(data)
+        .map_err(|e| StoreError::Database(sqlx::Error::Encode(e.into())))?;
+    sqlx::query(
+        "INSERT INTO early_results (jetpay_card_id, data, received_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (jetpay_card_id) DO NOTHING",
+    )
+    .bind(&data.credit_card_id)
+    .bind(json)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::classify)?;
+    Ok(())
+}
+
+/// Applies a result that arrived before this card's row existed (see `early_results`).
+async fn apply_early_result(
+    tx: &mut Tx<'_>,
+    jetpay_card_id: &str,
+    now: i64,
+    changes: &mut Vec<Change>,
+) -> Result<()> {
+    let early: Option<String> =
+        sqlx::query_scalar("SELECT data FROM early_results WHERE jetpay_card_id = $1")
+            .bind(jetpay_card_id)
+            .fetch_optional(&mut **tx)
+            .await
+            .map_err(StoreError::classify)?;
+    let Some(early) = early else { return Ok(()) };
+    sqlx::query("DELETE FROM early_results WHERE jetpay_card_id = $1")
+        .bind(jetpay_card_id)
+        .execute(&mut **tx)
+        .await
+        .map_err(StoreError::classify)?;
+    match serde_json::from_str::<CardTokenized>(&early) {
+        Ok(data) => {
+            apply_tokenized(tx, &data, now, changes).await?;
+        }
+        Err(e) => tracing::warn!(error = %e, "stored early result did not parse"),
+    }
+    Ok(())
+}
+
 async fn apply_tokenized(
     tx: &mut Tx<'_>,
     data: &CardTokenized,
@@ -648,6 +702,7 @@ async fn apply_tokenized(
             .await
             .map_err(StoreError::classify)?;
     let Some((card_id, customer_id)) = card else {
+        keep_early_result(tx, data, now).await?;
         return Ok(EventOutcome::UnknownCard);
     };
     let (state, failure_reason) = match data.state {
