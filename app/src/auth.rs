@@ -4,6 +4,7 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
+use crate::components::notice::{error_of, FormError};
 use crate::model::CustomerView;
 
 #[server(endpoint = "current_customer")]
@@ -37,9 +38,13 @@ pub async fn demo_credentials() -> Result<Option<(String, String)>, ServerFnErro
 
 #[server(endpoint = "sign_up")]
 pub async fn sign_up(name: String, email: String, password: String) -> Result<(), ServerFnError> {
+    use crate::components::notice::refuse;
     use crate::session;
     let backend = session::backend()?;
-    let id = backend.sign_up(&name, &email, password).await?;
+    let id = match backend.sign_up(&name, &email, password).await {
+        Ok(id) => id,
+        Err(e) => return Err(refuse(e, "/sign-up").await),
+    };
     session::sign_in(&id).await?;
     leptos_axum::redirect("/account/cards");
     Ok(())
@@ -51,9 +56,22 @@ pub async fn sign_in(
     password: String,
     next: Option<String>,
 ) -> Result<(), ServerFnError> {
+    use crate::components::notice::refuse;
     use crate::session;
     let backend = session::backend()?;
-    let id = backend.sign_in(&email, &password).await?;
+    let id = match backend.sign_in(&email, &password).await {
+        Ok(id) => id,
+        Err(e) => {
+            let back = match next.as_deref() {
+                Some(next) => format!(
+                    "/sign-in?next={}",
+                    encode_query_value(&safe_next(Some(next)))
+                ),
+                None => "/sign-in".to_owned(),
+            };
+            return Err(refuse(e, &back).await);
+        }
+    };
     session::sign_in(&id).await?;
     leptos_axum::redirect(&safe_next(next.as_deref()));
     Ok(())
@@ -76,43 +94,31 @@ pub fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-fn error_text(e: &ServerFnError) -> String {
-    match e {
-        ServerFnError::ServerError(message) => message.clone(),
-        _ => "We couldn't reach the server. Check your connection and try again.".to_owned(),
-    }
-}
-
-/// Shows a failed action's message in an alert region.
-#[component]
-pub fn FormError(message: Signal<Option<String>>) -> impl IntoView {
-    view! {
-        <div role="alert" class="form-error" aria-live="assertive">
-            {move || message.get().map(|m| view! { <p>{m}</p> })}
-        </div>
-    }
-}
-
-/// The customer-facing message of an action's last result, if it failed.
-pub fn error_of<T: 'static>(
-    value: impl Fn() -> Option<Result<T, ServerFnError>> + Send + Sync + 'static,
-) -> Signal<Option<String>> {
-    Signal::derive(move || match value() {
-        Some(Err(e)) => Some(error_text(&e)),
-        _ => None,
-    })
+/// Percent-encodes a query value (a local path here).
+#[cfg(feature = "ssr")]
+fn encode_query_value(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                (b as char).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }
 
 #[component]
 pub fn SignInPage() -> impl IntoView {
     let action = ServerAction::<SignIn>::new();
+    tell_other_tabs_on_success(action);
     let demo = Resource::new(|| (), |_| demo_credentials());
     let next = move || use_query_map().with(|q| q.get("next")).unwrap_or_default();
     let error = error_of(move || action.value().get());
 
     view! {
         <Title text="Sign in"/>
-        <h1>"Sign in"</h1>
+        <h1 tabindex="-1">"Sign in"</h1>
         <ActionForm action=action attr:class="stack" attr:aria-label="Sign in">
             <input type="hidden" name="next" prop:value=next/>
             <label for="email">"Email"</label>
@@ -148,10 +154,11 @@ pub fn SignInPage() -> impl IntoView {
 #[component]
 pub fn SignUpPage() -> impl IntoView {
     let action = ServerAction::<SignUp>::new();
+    tell_other_tabs_on_success(action);
     let error = error_of(move || action.value().get());
     view! {
         <Title text="Create an account"/>
-        <h1>"Create an account"</h1>
+        <h1 tabindex="-1">"Create an account"</h1>
         <ActionForm action=action attr:class="stack" attr:aria-label="Create an account">
             <label for="name">"Name"</label>
             <input id="name" name="name" autocomplete="name" required maxlength="100"/>
@@ -169,14 +176,40 @@ pub fn SignUpPage() -> impl IntoView {
     }
 }
 
+/// Once `action` (sign in, up or out) succeeds, other open tabs hear that the customer changed.
+fn tell_other_tabs_on_success<A>(action: ServerAction<A>)
+where
+    A: leptos::server_fn::ServerFn<Output = (), Error = ServerFnError>
+        + Send
+        + Sync
+        + Clone
+        + 'static,
+{
+    Effect::new(move |_| {
+        if let Some(Ok(())) = action.value().get() {
+            crate::live::session_changed();
+        }
+    });
+}
+
 /// Header part: who is signed in, and a sign-out button (a form, so it works without WASM).
 #[component]
 pub fn AccountMenu() -> impl IntoView {
     let sign_out = ServerAction::<SignOut>::new();
-    // Refetched on every navigation: signing in or up moves to another page client-side.
+    tell_other_tabs_on_success(sign_out);
+    // Refetched on every navigation (signing in or up moves to another page client-side) and
+    // when another tab signs in or out.
     let location = leptos_router::hooks::use_location();
+    let elsewhere = RwSignal::new(0u32);
+    crate::live::on_session_change(move || elsewhere.update(|n| *n += 1));
     let customer = Resource::new(
-        move || (sign_out.version().get(), location.pathname.get()),
+        move || {
+            (
+                sign_out.version().get(),
+                location.pathname.get(),
+                elsewhere.get(),
+            )
+        },
         |_| current_customer(),
     );
     view! {

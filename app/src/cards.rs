@@ -1,12 +1,35 @@
 //! Account → Saved cards: server functions and the page.
+//!
+//! The server renders the list once; after that the browser keeps its own copy in signals and
+//! replaces it only with a list that loaded, so a refresh, an outage or a reconnect never rebuilds
+//! the open card form, and rows are keyed by card id so what is open on a row stays with its card.
 
 use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::{error_of, FormError};
+use crate::components::{
+    add_card_panel::AddCardPanel,
+    card_row::{AddCardButton, CardRow},
+    notice::FormError,
+};
+use crate::live::{self, LiveEvent};
 use crate::model::{CardState, CardView};
+
+/// What the page needs to know about Jetpay's hosted form: who may talk to it and in which words
+/// (`jetpay::unspecified`, which only the server can read).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostedForm {
+    /// The only origin whose messages the page believes.
+    pub origin: String,
+    pub submitted_message: String,
+    pub resize_message: String,
+    pub brand_field: String,
+    pub last4_field: String,
+    /// `false` for a Jetpay that posts nothing: the frame's second load then counts as submitted.
+    pub posts_messages: bool,
+}
 
 /// The list and where the live stream should resume from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -15,16 +38,41 @@ pub struct CardsPage {
     /// The newest card change already reflected in `cards`.
     pub seq: i64,
     pub signed_in: bool,
+    /// This month on the server (`model::month_index`), for "Expires soon".
+    #[serde(default)]
+    pub this_month: u32,
+    #[serde(default)]
+    pub hosted_form: HostedForm,
+}
+
+#[cfg(feature = "ssr")]
+fn hosted_form() -> HostedForm {
+    use jetpay::unspecified as u;
+    HostedForm {
+        origin: use_context::<crate::status::JetpayConnection>()
+            .map(|c| c.jetpay_origin)
+            .unwrap_or_default(),
+        submitted_message: u::HOSTED_FORM_SUBMITTED_MESSAGE.into(),
+        resize_message: u::HOSTED_FORM_RESIZE_MESSAGE.into(),
+        brand_field: u::HOSTED_FORM_MESSAGE_BRAND_FIELD.into(),
+        last4_field: u::HOSTED_FORM_MESSAGE_LAST4_FIELD.into(),
+        posts_messages: u::HOSTED_FORM_POSTS_MESSAGES,
+    }
 }
 
 #[server(endpoint = "list_cards")]
 pub async fn list_cards() -> Result<CardsPage, ServerFnError> {
     use crate::session;
+    use chrono::Datelike;
+    let today = chrono::Utc::now();
+    let this_month = crate::model::month_index(today.year().unsigned_abs(), today.month());
     let Some(customer) = session::customer_id().await? else {
         return Ok(CardsPage {
             cards: vec![],
             seq: 0,
             signed_in: false,
+            this_month,
+            hosted_form: hosted_form(),
         });
     };
     let backend = session::backend()?;
@@ -39,228 +87,346 @@ pub async fn list_cards() -> Result<CardsPage, ServerFnError> {
         cards,
         seq,
         signed_in: true,
+        this_month,
+        hosted_form: hosted_form(),
     })
+}
+
+/// Where a refused plain form post (no JavaScript) sends the customer back to.
+#[cfg(feature = "ssr")]
+const CARDS_PATH: &str = "/account/cards";
+
+/// A plain form post goes back to the list. From the page's own script nothing navigates, so an
+/// open card form stays open.
+#[cfg(feature = "ssr")]
+fn back_to_cards() {
+    if crate::components::notice::is_plain_form_post() {
+        leptos_axum::redirect(CARDS_PATH);
+    }
 }
 
 /// Starts adding a card: the pending row is committed before this answers. `replaces` is a
 /// failed or expired card that "Try again" retires at the same time.
 #[server(endpoint = "add_card")]
 pub async fn add_card(replaces: Option<String>) -> Result<String, ServerFnError> {
+    use crate::components::notice::refuse;
     use crate::session;
-    let customer = session::require_customer().await?;
+    let customer = match session::require_customer().await {
+        Ok(c) => c,
+        Err(e) => return Err(refuse(e, CARDS_PATH).await),
+    };
     let backend = session::backend()?;
-    let added = backend
+    let added = match backend
         .add_card(&customer, replaces.as_deref().filter(|s| !s.is_empty()))
-        .await?;
+        .await
+    {
+        Ok(added) => added,
+        Err(e) => return Err(refuse(e, CARDS_PATH).await),
+    };
     leptos_axum::redirect(&format!("/account/cards?adding={}", added.card_id));
     Ok(added.card_id)
 }
 
 #[server(endpoint = "make_default_card")]
 pub async fn make_default_card(card_id: String) -> Result<(), ServerFnError> {
+    use crate::components::notice::refuse;
     use crate::session;
-    let customer = session::require_customer().await?;
-    session::backend()?
-        .make_default(&customer, &card_id)
-        .await?;
-    leptos_axum::redirect("/account/cards");
+    let result = match session::require_customer().await {
+        Ok(customer) => session::backend()?.make_default(&customer, &card_id).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        return Err(refuse(e, CARDS_PATH).await);
+    }
+    back_to_cards();
     Ok(())
 }
 
 #[server(endpoint = "remove_card")]
 pub async fn remove_card(card_id: String) -> Result<(), ServerFnError> {
+    use crate::components::notice::refuse;
+    use crate::session;
+    let result = match session::require_customer().await {
+        Ok(customer) => session::backend()?.remove_card(&customer, &card_id).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        return Err(refuse(e, CARDS_PATH).await);
+    }
+    back_to_cards();
+    Ok(())
+}
+
+/// The hosted form reported that the customer submitted it. `jetpay_card_id` is the id the form
+/// named (absent when Jetpay posts no message); brand and last four are what it showed.
+#[server(endpoint = "card_form_submitted")]
+pub async fn card_form_submitted(
+    card_id: String,
+    jetpay_card_id: Option<String>,
+    brand: Option<String>,
+    last4: Option<String>,
+) -> Result<(), ServerFnError> {
     use crate::session;
     let customer = session::require_customer().await?;
-    session::backend()?.remove_card(&customer, &card_id).await?;
-    leptos_axum::redirect("/account/cards");
+    session::backend()?
+        .card_form_submitted(
+            &customer,
+            &card_id,
+            jetpay_card_id.as_deref(),
+            brand.as_deref(),
+            last4.as_deref(),
+        )
+        .await?;
     Ok(())
+}
+
+/// The browser's copy of the list, and what the page says about it. Everything a refresh
+/// touches is a signal here, so a refresh never rebuilds more than what changed.
+#[derive(Clone, Copy)]
+pub struct CardsState {
+    pub cards: RwSignal<Vec<CardView>>,
+    pub seq: RwSignal<i64>,
+    pub signed_in: RwSignal<bool>,
+    pub this_month: RwSignal<u32>,
+    pub hosted_form: StoredValue<HostedForm>,
+    /// The last refresh failed: the list shown is the last one that loaded.
+    pub reconnecting: RwSignal<bool>,
+    pub announcement: RwSignal<String>,
+    announced_at: StoredValue<f64>,
+    refreshing: StoredValue<bool>,
+    again: StoredValue<bool>,
+}
+
+impl CardsState {
+    fn new(page: CardsPage) -> Self {
+        Self {
+            cards: RwSignal::new(page.cards),
+            seq: RwSignal::new(page.seq),
+            signed_in: RwSignal::new(page.signed_in),
+            this_month: RwSignal::new(page.this_month),
+            hosted_form: StoredValue::new(page.hosted_form),
+            reconnecting: RwSignal::new(false),
+            announcement: RwSignal::new(String::new()),
+            announced_at: StoredValue::new(f64::MIN),
+            refreshing: StoredValue::new(false),
+            again: StoredValue::new(false),
+        }
+    }
+
+    /// Says something to screen readers. Sentences that arrive together are read together.
+    pub fn announce(&self, sentence: &str) {
+        if sentence.is_empty() {
+            return;
+        }
+        let now = now_ms();
+        let recent = now - self.announced_at.get_value() < 1500.0;
+        self.announced_at.set_value(now);
+        self.announcement.update(|text| {
+            if recent && !text.is_empty() && !text.contains(sentence) {
+                text.push(' ');
+                text.push_str(sentence);
+            } else {
+                *text = sentence.to_owned();
+            }
+        });
+    }
+
+    /// Loads the list again; at most one load runs at a time, and a request made meanwhile runs
+    /// once after it. A failed load keeps the list and shows "Reconnecting…".
+    pub fn refresh(self) {
+        if self.refreshing.get_value() {
+            self.again.set_value(true);
+            return;
+        }
+        self.refreshing.set_value(true);
+        leptos::task::spawn_local(async move {
+            loop {
+                match list_cards().await {
+                    Ok(page) => self.apply(page),
+                    Err(_) => self.reconnecting.set(true),
+                }
+                if !self.again.get_value() {
+                    break;
+                }
+                self.again.set_value(false);
+            }
+            self.refreshing.set_value(false);
+        });
+    }
+
+    fn apply(&self, page: CardsPage) {
+        self.reconnecting.set(false);
+        if !page.signed_in {
+            self.signed_in.set(false);
+            self.cards.set(Vec::new());
+            return;
+        }
+        let old_default = self
+            .cards
+            .with_untracked(|cards| cards.iter().find(|c| c.is_default).map(|c| c.id.clone()));
+        if let (Some(old), Some(new)) = (old_default, page.cards.iter().find(|c| c.is_default)) {
+            if old != new.id {
+                self.announce(&format!("{} is now your default card.", new.title()));
+            }
+        }
+        self.signed_in.set(true);
+        self.this_month.set(page.this_month);
+        if self.seq.get_untracked() < page.seq {
+            self.seq.set(page.seq);
+        }
+        if self.cards.with_untracked(|cards| *cards != page.cards) {
+            self.cards.set(page.cards);
+        }
+    }
+}
+
+fn now_ms() -> f64 {
+    #[cfg(feature = "hydrate")]
+    {
+        js_sys::Date::now()
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        0.0
+    }
 }
 
 #[component]
 pub fn SavedCardsPage() -> impl IntoView {
-    let add = ServerAction::<AddCard>::new();
-    let make_default = ServerAction::<MakeDefaultCard>::new();
-    let remove = ServerAction::<RemoveCard>::new();
-    // Bumped by the live stream (or the polling fallback) whenever something may have changed.
-    let live_version = RwSignal::new(0u64);
-    let announcement = RwSignal::new(String::new());
-    let adding = move || use_query_map().with(|q| q.get("adding"));
-
-    let page = Resource::new(
-        move || {
-            (
-                add.version().get(),
-                make_default.version().get(),
-                remove.version().get(),
-                live_version.get(),
-            )
-        },
-        |_| list_cards(),
-    );
-
-    crate::live::connect(page, live_version, announcement);
-
-    let add_error = error_of(move || add.value().get());
-    let default_error = error_of(move || make_default.value().get());
-    let remove_error = error_of(move || remove.value().get());
-    let action_error = Signal::derive(move || {
-        add_error
-            .get()
-            .or(default_error.get())
-            .or(remove_error.get())
-    });
-
+    // Loaded once; afterwards the page refreshes its own signals (see `CardsState`).
+    let page = Resource::new(|| (), |_| list_cards());
     view! {
         <Title text="Saved cards"/>
-        <h1>"Saved cards"</h1>
-        <div class="visually-hidden" aria-live="polite" aria-atomic="true" data-testid="announcer">
-            {move || announcement.get()}
-        </div>
-        <FormError message=action_error/>
+        <h1 tabindex="-1">"Saved cards"</h1>
         <Transition fallback=|| view! { <p class="muted">"Loading your cards…"</p> }>
             {move || {
-                page.get().map(|result| match result {
-                    Err(_) => view! {
-                        <p class="form-error" role="alert">
-                            "We couldn't load your cards. Check your connection and reload the page."
-                        </p>
-                    }.into_any(),
-                    Ok(page) if !page.signed_in => view! {
-                        <p class="empty">
-                            <a href="/sign-in?next=/account/cards">"Sign in"</a>
-                            " to see and add your saved cards."
-                        </p>
-                    }.into_any(),
-                    Ok(page) => {
-                        let adding_card = adding()
-                            .and_then(|id| page.cards.iter().find(|c| c.id == id).cloned())
-                            .filter(|c| c.state == CardState::Pending && c.form_url.is_some());
-                        let cards = page.cards.clone();
-                        view! {
-                            {match adding_card {
-                                Some(card) => view! { <AddCardPanel card=card/> }.into_any(),
-                                None => view! { <AddCardButton action=add replaces=None label="Add card"/> }.into_any(),
-                            }}
-                            <CardList cards=cards add=add make_default=make_default remove=remove/>
-                        }.into_any()
-                    }
-                })
+                page.get()
+                    .map(|result| match result {
+                        Ok(page) => view! { <CardsView page=page/> }.into_any(),
+                        Err(_) => view! {
+                            <p class="form-error" role="alert">
+                                "We couldn't load your cards. Check your connection and reload the page."
+                            </p>
+                        }
+                        .into_any(),
+                    })
             }}
         </Transition>
     }
 }
 
 #[component]
-fn AddCardButton(
-    action: ServerAction<AddCard>,
-    replaces: Option<String>,
-    label: &'static str,
-) -> impl IntoView {
-    view! {
-        <ActionForm action=action attr:class="inline">
-            {replaces.map(|id| view! { <input type="hidden" name="replaces" value=id/> })}
-            <button class="primary" type="submit" disabled=move || action.pending().get()>
-                {move || if action.pending().get() { "Opening secure form…" } else { label }}
-            </button>
-        </ActionForm>
-    }
-}
+fn CardsView(page: CardsPage) -> impl IntoView {
+    let state = CardsState::new(page);
+    provide_context(state);
+    let add = ServerAction::<AddCard>::new();
+    let make_default = ServerAction::<MakeDefaultCard>::new();
+    let remove = ServerAction::<RemoveCard>::new();
 
-/// Jetpay's hosted form in a frame. Card details go from this frame straight to Jetpay.
-#[component]
-fn AddCardPanel(card: CardView) -> impl IntoView {
-    let url = card.form_url.clone().unwrap_or_default();
-    view! {
-        <section class="add-card" aria-labelledby="add-card-heading">
-            <h2 id="add-card-heading">"Add a card"</h2>
-            <p class="muted" id="add-card-help">
-                "Enter your card in Jetpay's secure form below. Your card number goes straight to Jetpay; we never see it. "
-                "The card appears in your list as Verifying… until the bank confirms it."
-            </p>
-            <iframe
-                class="jetpay-frame"
-                src=url
-                title="Jetpay secure card form"
-                aria-describedby="add-card-help"
-            ></iframe>
-            <a class="button" href="/account/cards">"Close"</a>
-        </section>
-    }
-}
-
-#[component]
-fn CardList(
-    cards: Vec<CardView>,
-    add: ServerAction<AddCard>,
-    make_default: ServerAction<MakeDefaultCard>,
-    remove: ServerAction<RemoveCard>,
-) -> impl IntoView {
-    if cards.is_empty() {
-        return view! {
-            <p class="empty" data-testid="empty">
-                "You have no saved cards yet. Add a card to pay faster next time."
-            </p>
+    // Whatever an action did, the list shows it once it answered.
+    Effect::new(move |first: Option<()>| {
+        add.version().track();
+        make_default.version().track();
+        remove.version().track();
+        if first.is_some() {
+            state.refresh();
         }
-        .into_any();
-    }
-    view! {
-        <ul class="cards" aria-label="Your saved cards">
-            {cards
-                .into_iter()
-                .map(|card| view! { <CardRow card=card add=add make_default=make_default remove=remove/> })
-                .collect_view()}
-        </ul>
-    }
-    .into_any()
-}
+    });
 
-#[component]
-fn CardRow(
-    card: CardView,
-    add: ServerAction<AddCard>,
-    make_default: ServerAction<MakeDefaultCard>,
-    remove: ServerAction<RemoveCard>,
-) -> impl IntoView {
-    let title = card.title();
-    let expiry = card.expiry().map(|e| format!("Expires {e}"));
-    let state = card.state;
-    let id = card.id.clone();
-    let remove_label = format!("Remove {title}");
-    view! {
-        <li class="card" data-testid="card" data-card-id=card.id.clone() data-state=format!("{state:?}").to_lowercase()>
-            <div class="card-main">
-                <span class="card-title">{title.clone()}</span>
-                {card.is_default.then(|| view! { <span class="badge default">"Default"</span> })}
-                <span class=state.css_class() data-testid="state">{state.label()}</span>
-            </div>
-            <div class="card-meta muted">
-                {expiry.map(|e| view! { <span>{e}</span>" · " })}
-                <span>"Added "{card.added_on.clone()}</span>
-            </div>
-            {card.failure.clone().map(|reason| view! { <p class="failure" data-testid="failure">{reason}</p> })}
-            <div class="card-actions">
-                {(state == CardState::Failed || state == CardState::Expired)
-                    .then(|| view! { <AddCardButton action=add replaces=Some(id.clone()) label="Try again"/> })}
-                {(state == CardState::Active && !card.is_default).then(|| {
-                    let id = id.clone();
-                    view! {
-                        <ActionForm action=make_default attr:class="inline">
-                            <input type="hidden" name="card_id" value=id/>
-                            <button type="submit" aria-label=format!("Make {title} the default")>"Make default"</button>
-                        </ActionForm>
+    // Follow live changes while signed in; stop (and let another tab lead) when signed out.
+    Effect::new(move |_| {
+        if state.signed_in.get() {
+            live::follow(
+                move || state.seq.get_untracked(),
+                move |event| match event {
+                    LiveEvent::Change(change) => {
+                        if state.seq.get_untracked() < change.seq {
+                            state.seq.set(change.seq);
+                        }
+                        state.announce(&change.announcement);
+                        state.refresh();
                     }
-                })}
-                <details class="confirm">
-                    <summary aria-label=remove_label.clone()>"Remove"</summary>
-                    <div class="confirm-body">
-                        <p>{format!("Remove {}? You can add it again later.", card.title())}</p>
-                        <ActionForm action=remove attr:class="inline">
-                            <input type="hidden" name="card_id" value=id.clone()/>
-                            <button type="submit" class="danger">"Yes, remove"</button>
-                        </ActionForm>
-                    </div>
-                </details>
-            </div>
-        </li>
+                    LiveEvent::Poll | LiveEvent::SessionChanged => state.refresh(),
+                },
+            );
+        }
+    });
+
+    let query = use_query_map();
+    let adding = Memo::new(move |_| query.with(|q| q.get("adding")));
+    // The open form: only a new card id or URL changes it, never a refresh of the list.
+    let panel = Memo::new(move |_| {
+        let id = adding.get()?;
+        state.cards.with(|cards| {
+            cards
+                .iter()
+                .find(|c| c.id == id && c.state == CardState::Pending)
+                .and_then(|c| c.form_url.clone())
+                .map(|url| (id.clone(), url))
+        })
+    });
+
+    // When the form closes by itself (the card was verified or refused), focus its row.
+    Effect::new(move |previous: Option<Option<String>>| {
+        let now = panel.with(|p| p.as_ref().map(|(id, _)| id.clone()));
+        if let Some(Some(closed)) = previous {
+            if now.is_none() {
+                crate::components::focus::focus_card_row(&closed);
+            }
+        }
+        now
+    });
+
+    let add_error = crate::components::notice::error_of(move || add.value().get());
+    let default_error = crate::components::notice::error_of(move || make_default.value().get());
+    let remove_error = crate::components::notice::error_of(move || remove.value().get());
+    let action_error = Signal::derive(move || {
+        add_error
+            .get()
+            .or(default_error.get())
+            .or(remove_error.get())
+    });
+    let ids = move || {
+        state
+            .cards
+            .with(|cards| cards.iter().map(|c| c.id.clone()).collect::<Vec<_>>())
+    };
+
+    view! {
+        <div class="visually-hidden" aria-live="polite" aria-atomic="true" data-testid="announcer">
+            {move || state.announcement.get()}
+        </div>
+        <p class="reconnecting" role="status" data-testid="reconnecting">
+            {move || state.reconnecting.get().then_some("Reconnecting… Your cards and the open form are kept.")}
+        </p>
+        <FormError message=action_error/>
+        <Show
+            when=move || state.signed_in.get()
+            fallback=|| view! {
+                <p class="empty" data-testid="signed-out">
+                    <a href="/sign-in?next=/account/cards">"Sign in"</a>
+                    " to see and add your saved cards."
+                </p>
+            }
+        >
+            {move || match panel.get() {
+                Some((id, url)) => view! { <AddCardPanel card_id=id url=url/> }.into_any(),
+                None => view! { <AddCardButton action=add replaces=None label="Add card"/> }.into_any(),
+            }}
+            <Show
+                when=move || state.cards.with(|c| !c.is_empty())
+                fallback=|| view! {
+                    <p class="empty" data-testid="empty">
+                        "You have no saved cards yet. Add a card to pay faster next time."
+                    </p>
+                }
+            >
+                <ul class="cards" aria-label="Your saved cards">
+                    <For each=ids key=|id| id.clone() let:id>
+                        <CardRow id=id add=add make_default=make_default remove=remove/>
+                    </For>
+                </ul>
+            </Show>
+        </Show>
     }
 }

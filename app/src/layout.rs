@@ -12,10 +12,13 @@ pub fn Layout(children: Children) -> impl IntoView {
     // Set once the browser has hydrated; end-to-end tests wait for it before clicking.
     let (hydrated, set_hydrated) = signal(false);
     Effect::new(move |_| set_hydrated.set(true));
+    let route_announcement = RwSignal::new(String::new());
+    announce_navigation(route_announcement);
 
     view! {
         <div class="page" data-hydrated=move || hydrated.get().to_string()>
-            <a class="skip-link" href="#main">"Skip to content"</a>
+            // `rel="external"`: the router leaves the link to us; we move focus, not just scroll.
+            <a class="skip-link" href="#main" rel="external" on:click=skip_to_main>"Skip to content"</a>
             <header class="site-header">
                 <a class="brand" href="/">"Platform"</a>
                 <button
@@ -39,10 +42,43 @@ pub fn Layout(children: Children) -> impl IntoView {
                     </ul>
                 </nav>
             </header>
+            <div class="visually-hidden" aria-live="polite" aria-atomic="true" data-testid="route-announcer">
+                {move || route_announcement.get()}
+            </div>
             <main id="main" tabindex="-1">{children()}</main>
             <footer class="site-footer">
                 <JetpayStatus/>
             </footer>
         </div>
     }
+}
+
+fn skip_to_main(ev: leptos::ev::MouseEvent) {
+    ev.prevent_default();
+    crate::components::focus::focus_later("#main".into());
+}
+
+/// After a client-side navigation, focus the new page's main heading and say which page it is,
+/// as a full page load would for a screen reader.
+fn announce_navigation(announcement: RwSignal<String>) {
+    let location = leptos_router::hooks::use_location();
+    Effect::new(move |previous: Option<String>| {
+        let path = location.pathname.get();
+        if previous.is_some_and(|p| p != path) {
+            #[cfg(feature = "hydrate")]
+            set_timeout(
+                move || {
+                    let heading = document().query_selector("main h1").ok().flatten();
+                    if let Some(heading) = heading {
+                        announcement.set(heading.text_content().unwrap_or_default());
+                    }
+                    crate::components::focus::focus_later("main h1".into());
+                },
+                std::time::Duration::from_millis(50),
+            );
+            #[cfg(not(feature = "hydrate"))]
+            let _ = announcement;
+        }
+        path
+    });
 }

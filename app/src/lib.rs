@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod cards;
+pub mod components;
 pub mod layout;
 pub mod live;
 pub mod model;
@@ -48,7 +49,7 @@ pub fn App() -> impl IntoView {
     view! {
         <Stylesheet id="leptos" href="/pkg/saved-cards.css"/>
         <Link rel="icon" type_="image/svg+xml" href="/favicon.svg"/>
-        <Title formatter=|text| format!("{text} · Saved cards")/>
+        <Title formatter=|text| format!("{text} · Platform")/>
         <Router>
             <layout::Layout>
                 <Routes fallback=pages::NotFound>
@@ -56,6 +57,7 @@ pub fn App() -> impl IntoView {
                     // or JavaScript (out-of-order streaming swaps Suspense content in with JS).
                     <Route path=path!("") view=pages::Home ssr=SsrMode::InOrder/>
                     <Route path=path!("/account/cards") view=cards::SavedCardsPage ssr=SsrMode::InOrder/>
+                    <Route path=path!("/account/cards/") view=cards::SavedCardsPage ssr=SsrMode::InOrder/>
                     <Route path=path!("/sign-in") view=auth::SignInPage ssr=SsrMode::InOrder/>
                     <Route path=path!("/sign-up") view=auth::SignUpPage ssr=SsrMode::InOrder/>
                 </Routes>

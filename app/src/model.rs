@@ -13,25 +13,66 @@ pub enum CardState {
     Expired,
 }
 
-impl CardState {
+/// What the customer sees about a card's progress: [`CardState`] refined by whether Jetpay's form
+/// has been submitted yet. `Expired` (the server's word for "no result in time") is shown as
+/// "Not completed": "Expired" is what a customer says about the date printed on the card.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// Pending, and the hosted form has not reported a submission.
+    WaitingForDetails,
+    /// Pending after the form was submitted: Jetpay is checking the card.
+    Verifying,
+    Active,
+    Failed,
+    NotCompleted,
+}
+
+impl Progress {
     /// The badge text a customer sees.
     pub fn label(self) -> &'static str {
         match self {
-            CardState::Pending => "Verifying…",
-            CardState::Active => "Active",
-            CardState::Failed => "Failed",
-            CardState::Expired => "Expired",
+            Progress::WaitingForDetails => "Waiting for card details",
+            Progress::Verifying => "Verifying…",
+            Progress::Active => "Active",
+            Progress::Failed => "Failed",
+            Progress::NotCompleted => "Not completed",
         }
     }
 
     pub fn css_class(self) -> &'static str {
         match self {
-            CardState::Pending => "badge pending",
-            CardState::Active => "badge active",
-            CardState::Failed => "badge failed",
-            CardState::Expired => "badge expired",
+            Progress::WaitingForDetails => "badge waiting",
+            Progress::Verifying => "badge pending",
+            Progress::Active => "badge active",
+            Progress::Failed => "badge failed",
+            Progress::NotCompleted => "badge expired",
         }
     }
+
+    /// `data-state` of a row, for tests and styles.
+    pub fn code(self) -> &'static str {
+        match self {
+            Progress::WaitingForDetails => "waiting",
+            Progress::Verifying => "pending",
+            Progress::Active => "active",
+            Progress::Failed => "failed",
+            Progress::NotCompleted => "not-completed",
+        }
+    }
+}
+
+/// How close a card is to the expiry date printed on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiryStatus {
+    Valid,
+    /// Expires this month or within the next two.
+    Soon,
+    Expired,
+}
+
+/// A year and month as one number (`year * 12 + month - 1`), for comparing card expiry dates.
+pub fn month_index(year: u32, month: u32) -> u32 {
+    year * 12 + month.saturating_sub(1)
 }
 
 /// One card as the Saved cards page shows it. Never holds card data beyond brand and last four.
@@ -51,6 +92,9 @@ pub struct CardView {
     pub failure: Option<String>,
     /// Jetpay's hosted form for a pending card, while it can still be used.
     pub form_url: Option<String>,
+    /// The hosted form told the page that the customer submitted it.
+    #[serde(default)]
+    pub submitted: bool,
 }
 
 impl CardView {
@@ -60,6 +104,63 @@ impl CardView {
             (Some(brand), Some(last4)) => format!("{} ending {last4}", brand_name(brand)),
             (None, Some(last4)) => format!("Card ending {last4}"),
             _ => "New card".to_owned(),
+        }
+    }
+
+    /// The brand's name, or "Card" while unknown.
+    pub fn brand_name(&self) -> String {
+        self.brand
+            .as_deref()
+            .map(brand_name)
+            .unwrap_or_else(|| "Card".into())
+    }
+
+    pub fn progress(&self) -> Progress {
+        match self.state {
+            CardState::Pending if self.submitted => Progress::Verifying,
+            CardState::Pending => Progress::WaitingForDetails,
+            CardState::Active => Progress::Active,
+            CardState::Failed => Progress::Failed,
+            CardState::Expired => Progress::NotCompleted,
+        }
+    }
+
+    /// Whether the card's own date has passed or is near, given this month's [`month_index`].
+    /// Only active cards have a meaningful date.
+    pub fn expiry_status(&self, this_month: u32) -> Option<ExpiryStatus> {
+        let (Some(m), Some(y)) = (self.exp_month, self.exp_year) else {
+            return None;
+        };
+        if self.state != CardState::Active || !(1..=12).contains(&m) {
+            return None;
+        }
+        let expires = month_index(y, m);
+        Some(if expires < this_month {
+            ExpiryStatus::Expired
+        } else if expires <= this_month + 2 {
+            ExpiryStatus::Soon
+        } else {
+            ExpiryStatus::Valid
+        })
+    }
+
+    /// The sentence under a card that did not work out, with what to do next.
+    pub fn problem(&self) -> Option<String> {
+        match self.progress() {
+            Progress::Failed => Some(
+                self.failure
+                    .clone()
+                    .unwrap_or_else(|| failure_sentence(None)),
+            ),
+            Progress::NotCompleted if self.submitted => Some(
+                "We didn't hear back from the bank in time, so this card wasn't saved. Try again to add it."
+                    .into(),
+            ),
+            Progress::NotCompleted => Some(
+                "The card details weren't entered in time, so this card wasn't saved. Try again to add it."
+                    .into(),
+            ),
+            _ => None,
         }
     }
 
@@ -136,12 +237,56 @@ mod tests {
             added_on: "2026-11-25".into(),
             failure: None,
             form_url: None,
+            submitted: true,
         };
         assert_eq!(card.title(), "Visa ending 4242");
         assert_eq!(card.expiry().as_deref(), Some("04/31"));
         card.brand = None;
         card.last4 = None;
         assert_eq!(card.title(), "New card");
+    }
+
+    #[test]
+    fn progress_and_expiry_by_date() {
+        let mut card = CardView {
+            id: "x".into(),
+            state: CardState::Pending,
+            brand: None,
+            last4: None,
+            exp_month: Some(5),
+            exp_year: Some(2027),
+            is_default: false,
+            added_on: "2026-11-25".into(),
+            failure: None,
+            form_url: Some("https://jetpay.example/tokenize/s".into()),
+            submitted: false,
+        };
+        assert_eq!(card.progress().label(), "Waiting for card details");
+        card.submitted = true;
+        assert_eq!(card.progress().label(), "Verifying…");
+        card.state = CardState::Expired;
+        assert_eq!(card.progress().label(), "Not completed");
+        assert!(card.problem().unwrap().contains("bank"));
+        card.submitted = false;
+        assert!(card.problem().unwrap().contains("weren't entered"));
+        card.state = CardState::Active;
+        assert_eq!(card.problem(), None);
+        let now = month_index(2027, 3);
+        assert_eq!(card.expiry_status(now), Some(ExpiryStatus::Soon));
+        assert_eq!(
+            card.expiry_status(month_index(2027, 5)),
+            Some(ExpiryStatus::Soon)
+        );
+        assert_eq!(
+            card.expiry_status(month_index(2027, 6)),
+            Some(ExpiryStatus::Expired)
+        );
+        assert_eq!(
+            card.expiry_status(month_index(2026, 12)),
+            Some(ExpiryStatus::Valid)
+        );
+        card.state = CardState::Failed;
+        assert_eq!(card.expiry_status(now), None);
     }
 
     #[test]

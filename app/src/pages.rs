@@ -7,7 +7,7 @@ use leptos_meta::Title;
 pub fn Home() -> impl IntoView {
     view! {
         <Title text="Home"/>
-        <h1>"Welcome"</h1>
+        <h1 tabindex="-1">"Welcome"</h1>
         <p>"Manage the cards you pay with under "<a href="/account/cards">"Account → Saved cards"</a>"."</p>
     }
 }
@@ -22,7 +22,7 @@ pub fn NotFound() -> impl IntoView {
     }
     view! {
         <Title text="Page not found"/>
-        <h1>"Page not found"</h1>
+        <h1 tabindex="-1">"Page not found"</h1>
         <p>"There is nothing at this address. Go back to "<a href="/account/cards">"your saved cards"</a>"."</p>
     }
 }

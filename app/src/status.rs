@@ -1,5 +1,5 @@
-//! Which Jetpay the server talks to, shown in the footer so a developer always knows whether the
-//! cards they add go to the local sandbox or to a real Jetpay host.
+//! Which Jetpay the server talks to. Customers see a "Test mode" badge while the embedded
+//! sandbox stands in for Jetpay, and nothing when a real Jetpay host is configured.
 
 use leptos::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -21,33 +21,20 @@ pub async fn server_info() -> Result<JetpayConnection, ServerFnError> {
 
 #[component]
 pub fn JetpayStatus() -> impl IntoView {
-    let refresh = RwSignal::new(0u32);
-    let info = Resource::new(move || refresh.get(), |_| server_info());
-
+    let info = Resource::new(|| (), |_| server_info());
     view! {
-        <p class="jetpay-status">
-            <Suspense fallback=|| "Checking payment connection…">
-                {move || {
-                    info.get()
-                        .map(|result| match result {
-                            Ok(info) => {
-                                let label = if info.jetpay_mode == "sandbox" {
-                                    format!("Payments: Jetpay sandbox at {}", info.jetpay_origin)
-                                } else {
-                                    format!("Payments: Jetpay at {}", info.jetpay_origin)
-                                };
-                                view! { <span data-testid="jetpay-mode">{label}</span> }.into_any()
-                            }
-                            Err(_) => {
-                                view! { <span>"Payment connection unknown."</span> }.into_any()
-                            }
-                        })
-                }}
-            </Suspense>
-            " "
-            <button type="button" class="link-button" on:click=move |_| refresh.update(|n| *n += 1)>
-                "Check again"
-            </button>
-        </p>
+        <Suspense>
+            {move || {
+                info.get()
+                    .and_then(Result::ok)
+                    .filter(|info| info.jetpay_mode == "sandbox")
+                    .map(|_| view! {
+                        <p class="test-mode">
+                            <span class="badge test" data-testid="jetpay-mode">"Test mode"</span>
+                            " Cards added here go to a test payment service; no real card is charged."
+                        </p>
+                    })
+            }}
+        </Suspense>
     }
 }

@@ -55,10 +55,11 @@ pub fn content_security_policy(frame_ancestors: &[String]) -> String {
     let mut ancestors = vec!["'self'".to_owned()];
     ancestors.extend(frame_ancestors.iter().cloned());
     format!(
-        "default-src 'none'; script-src {} {}; style-src 'unsafe-inline'; img-src data:; \
+        "default-src 'none'; script-src {} {} {}; style-src 'unsafe-inline'; img-src data:; \
          form-action 'self'; base-uri 'none'; frame-ancestors {}",
         script_hash(FORM_JS),
         script_hash(CONFIRM_JS),
+        script_hash(RESIZE_JS),
         ancestors.join(" ")
     )
 }
@@ -91,7 +92,11 @@ async fn show(
     Path(session): Path<String>,
 ) -> Result<Html<String>, ApiError> {
     usable_session(&state, &session).await?;
-    Ok(Html(render_form(&CardInput::default(), &[])))
+    Ok(Html(render_form(
+        &state.frame_ancestors,
+        &CardInput::default(),
+        &[],
+    )))
 }
 
 /// `POST /tokenize/{session}`: validate again, then hand the card to the card service.
@@ -112,7 +117,7 @@ async fn submit(
             };
             Ok((
                 StatusCode::UNPROCESSABLE_ENTITY,
-                Html(render_form(&kept, &errors)),
+                Html(render_form(&state.frame_ancestors, &kept, &errors)),
             )
                 .into_response())
         }
@@ -188,7 +193,22 @@ fn render_field(spec: &FieldSpec, value: &str, error: Option<&str>) -> String {
     )
 }
 
-fn render_form(input: &CardInput, errors: &[FieldError]) -> String {
+/// The data block the page's scripts read: where they may post, and the resize message's type.
+fn parent_data(frame_ancestors: &[String], message: Option<serde_json::Value>) -> String {
+    let data = json!({
+        "origins": frame_ancestors,
+        "resize": unspecified::HOSTED_FORM_RESIZE_MESSAGE,
+        "message": message,
+    });
+    // `<` escaped so the JSON can never close its script element.
+    let data = data.to_string().replace('<', "\\u003c");
+    format!(
+        r#"<script type="application/json" id="jetpay-message">{data}</script>
+<script>{RESIZE_JS}</script>"#
+    )
+}
+
+fn render_form(frame_ancestors: &[String], input: &CardInput, errors: &[FieldError]) -> String {
     let error_for = |f: Field| errors.iter().find(|e| e.field == f).map(|e| e.message);
     let fields: Vec<String> = FIELDS
         .iter()
@@ -206,7 +226,7 @@ fn render_form(input: &CardInput, errors: &[FieldError]) -> String {
 <meta name="viewport" content="width=device-width,initial-scale=1">
 <title>Add a card</title><style>{BASE_CSS}{FORM_CSS}</style></head>
 <body><main>
-<h1>Add a card</h1>
+<h1 class="visually-hidden">Card details</h1>
 <form id="card-form" method="post" novalidate>
 <div id="error-summary" class="summary" tabindex="-1" role="alert" aria-labelledby="error-summary-title"{hidden}>
 <h2 id="error-summary-title">Please check:</h2> <span id="error-list">{summary_items}</span></div>
@@ -216,7 +236,8 @@ fn render_form(input: &CardInput, errors: &[FieldError]) -> String {
 <button type="submit">Save card</button>
 <p class="muted">Sandbox: try 4242 4242 4242 4242, any future date.</p>
 </form></main>
-<script>{FORM_JS}</script></body></html>"#,
+<script>{FORM_JS}</script>{data}</body></html>"#,
+        data = parent_data(frame_ancestors, None),
         number = fields[0],
         expiry = fields[1],
         cvc = fields[2],
@@ -230,12 +251,13 @@ fn render_confirmation(
     card_id: &str,
     card: &card_checks::ValidCard,
 ) -> String {
-    let message = json!({
-        "origins": frame_ancestors,
-        "message": {"type": unspecified::HOSTED_FORM_SUBMITTED_MESSAGE, "creditCardId": card_id},
+    let mut message = json!({
+        "type": unspecified::HOSTED_FORM_SUBMITTED_MESSAGE,
+        "creditCardId": card_id,
     });
-    // `<` escaped so the JSON can never close its script element.
-    let data = message.to_string().replace('<', "\\u003c");
+    message[unspecified::HOSTED_FORM_MESSAGE_BRAND_FIELD] = json!(card.brand.as_str());
+    message[unspecified::HOSTED_FORM_MESSAGE_LAST4_FIELD] = json!(card.last4);
+    let data = parent_data(frame_ancestors, Some(message));
     format!(
         r#"<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width,initial-scale=1">
@@ -245,7 +267,7 @@ fn render_confirmation(
 <p>Card received. We're verifying it…</p>
 <p class="muted">{brand} ending in {last4}. This usually takes a few seconds; the card will show as active once it is verified.</p>
 </div></main>
-<script type="application/json" id="jetpay-message">{data}</script>
+{data}
 <script>{CONFIRM_JS}</script></body></html>"#,
         brand = escape(card.brand.display()),
         last4 = escape(&card.last4),
@@ -271,6 +293,7 @@ button{font:inherit;font-weight:600;width:100%;padding:9px;border:0;border-radiu
 button:focus{outline:3px solid #0b2e73;outline-offset:2px}
 button:disabled{opacity:.7}
 .done{padding:16px 0}
+.visually-hidden{position:absolute;width:1px;height:1px;padding:0;margin:-1px;overflow:hidden;clip:rect(0,0,0,0);white-space:nowrap;border:0}
 "#;
 
 /// Inline validation. Messages match `card_checks` word for word.
@@ -309,8 +332,18 @@ if(!summary.hidden)summary.focus();
 /// Tells the framing platform that the form was submitted (never the outcome).
 const CONFIRM_JS: &str = r#"(function(){
 var el=document.getElementById('jetpay-message');if(!el||window.parent===window)return;
-var d=JSON.parse(el.textContent);
+var d=JSON.parse(el.textContent);if(!d.message)return;
 d.origins.forEach(function(o){try{window.parent.postMessage(d.message,o);}catch(e){}});
+})();"#;
+
+/// Tells the framing platform the page's height whenever it changes, so the frame fits it.
+const RESIZE_JS: &str = r#"(function(){
+var el=document.getElementById('jetpay-message');if(!el||window.parent===window)return;
+var d=JSON.parse(el.textContent),last=0;
+function post(){var h=Math.ceil(document.documentElement.getBoundingClientRect().height);if(h===last)return;last=h;
+d.origins.forEach(function(o){try{window.parent.postMessage({type:d.resize,height:h},o);}catch(e){}});}
+if(window.ResizeObserver)new ResizeObserver(post).observe(document.documentElement);
+window.addEventListener('load',post);post();
 })();"#;
 
 #[cfg(test)]
@@ -333,7 +366,7 @@ mod tests {
             ..CardInput::default()
         };
         let errors = card_checks::validate(&input, (1, 2026)).unwrap_err();
-        let page = render_form(&input, &errors);
+        let page = render_form(&[], &input, &errors);
         assert!(page.contains(r#"id="card_number" name="card_number" type="text" required value="" autocomplete="cc-number" inputmode="numeric""#));
         assert!(page.contains(r#"aria-invalid="true" aria-describedby="card_number-error""#));
         assert!(page.contains(

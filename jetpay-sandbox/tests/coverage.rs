@@ -348,7 +348,7 @@ fn the_default_configuration_is_the_documented_behaviour() {
 
 /// D: card details go straight to Jetpay (the hosted form posts back to its own URL, not to the
 /// platform), and success is never inferred from the frame: the message to the parent window
-/// says only "submitted" and the card id, even for a card that will be declined.
+/// says only "submitted", the card id, brand and last four, even for a card that will be declined.
 #[tokio::test]
 async fn the_hosted_page_posts_to_itself_and_never_tells_the_outcome() {
     let h = Harness::start().await;
@@ -375,7 +375,12 @@ async fn the_hosted_page_posts_to_itself_and_never_tells_the_outcome() {
     let data: Value = serde_json::from_str(&page[json_start..json_end]).unwrap();
     assert_eq!(
         data["message"],
-        json!({"type": unspecified::HOSTED_FORM_SUBMITTED_MESSAGE, "creditCardId": url.credit_card_id})
+        json!({"type": unspecified::HOSTED_FORM_SUBMITTED_MESSAGE, "creditCardId": url.credit_card_id,
+               "brand": "visa", "last4": "0002"})
+    );
+    assert_eq!(
+        data["resize"],
+        json!(unspecified::HOSTED_FORM_RESIZE_MESSAGE)
     );
     assert_eq!(data["origins"], json!([FRAME_ORIGIN]));
     let lower = page.to_lowercase();

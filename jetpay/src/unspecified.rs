@@ -52,3 +52,21 @@ pub const DELIVERY_TIMEOUT_SECONDS: u64 = 15;
 /// the customer submits, so the platform can close the frame. It says only "submitted", never
 /// the outcome: success is known from the webhook alone.
 pub const HOSTED_FORM_SUBMITTED_MESSAGE: &str = "jetpay:creditcard-submitted";
+
+/// Fields the hosted page adds to the [`HOSTED_FORM_SUBMITTED_MESSAGE`]: the card's brand
+/// (`"visa"`, `"mastercard"`…) and its last four digits, as its confirmation page shows them, so
+/// the platform can show the card in its list at once. Neither is secret (receipts print both);
+/// the outcome still comes from the webhook alone.
+pub const HOSTED_FORM_MESSAGE_BRAND_FIELD: &str = "brand";
+pub const HOSTED_FORM_MESSAGE_LAST4_FIELD: &str = "last4";
+
+/// Whether the hosted page posts its messages at all. Our sandbox does; if the real Jetpay posts
+/// nothing, set this to `false`: the platform then takes the frame's second page load (the form
+/// posting itself) as the submission, without brand or last four, and never discards a card
+/// whose form may have been used.
+pub const HOSTED_FORM_POSTS_MESSAGES: bool = true;
+
+/// The hosted page also posts `{"type": HOSTED_FORM_RESIZE_MESSAGE, "height": <CSS pixels>}` to
+/// the parent whenever its content's height changes, so the frame can be sized to its content.
+/// Without it the platform keeps a frame tall enough for the form with every error showing.
+pub const HOSTED_FORM_RESIZE_MESSAGE: &str = "jetpay:resize";

@@ -35,6 +35,8 @@ use crate::{
 /// The name cargo-leptos gives the WASM, JS and CSS files (`name` in the workspace metadata).
 const OUTPUT_NAME: &str = "saved-cards";
 const SESSION_COOKIE: &str = "saved_cards_session";
+/// The largest form or server function body a page may send.
+const MAX_FORM_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -168,27 +170,32 @@ impl Application {
         };
 
         let routes = generate_route_list(App);
+        // The same context for pages, server functions and the not-found page, whose header
+        // needs the backend as much as any page's.
+        let context = {
+            let backend = backend.clone();
+            move || {
+                provide_context(status.clone());
+                provide_context(backend.clone());
+            }
+        };
         let pages = Router::new()
-            .leptos_routes_with_context(
-                &state,
-                routes,
-                {
-                    let backend = backend.clone();
-                    move || {
-                        provide_context(status.clone());
-                        provide_context(backend.clone());
-                    }
-                },
-                {
-                    let leptos_options = leptos_options.clone();
-                    move || shell(leptos_options.clone())
-                },
-            )
+            .leptos_routes_with_context(&state, routes, context.clone(), {
+                let leptos_options = leptos_options.clone();
+                move || shell(leptos_options.clone())
+            })
             .route(app::live::STREAM_PATH, get(live::stream))
-            .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
+            .fallback(leptos_axum::file_and_error_handler_with_context::<
+                AppState,
+                _,
+            >(context, shell))
             .layer(middleware::from_fn(security::same_origin_only))
             .layer(sessions)
-            .layer(DefaultBodyLimit::max(64 * 1024));
+            .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+            // A larger body is refused with 413 before anything reads it.
+            .layer(tower_http::limit::RequestBodyLimitLayer::new(
+                MAX_FORM_BYTES,
+            ));
         let router = Router::new()
             .route(
                 "/webhooks/jetpay",

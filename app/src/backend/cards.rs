@@ -136,3 +136,28 @@ impl Backend {
         Ok(changes)
     }
 }
+
+impl Backend {
+    /// The hosted form told the customer's page that the card was submitted: the card now shows
+    /// as Verifying…, with the brand and last four the form showed (checked for shape here; the
+    /// webhook's values replace them).
+    pub async fn card_form_submitted(
+        &self,
+        customer_id: &str,
+        card_id: &str,
+        jetpay_card_id: Option<&str>,
+        brand: Option<&str>,
+        last4: Option<&str>,
+    ) -> Result<(), AppError> {
+        let brand = brand.filter(|b| {
+            (1..=20).contains(&b.len()) && b.bytes().all(|c| c.is_ascii_lowercase() || c == b'_')
+        });
+        let last4 = last4.filter(|l| l.len() == 4 && l.bytes().all(|c| c.is_ascii_digit()));
+        let changes = self
+            .store
+            .mark_submitted(customer_id, card_id, jetpay_card_id, brand, last4)
+            .await?;
+        self.notifier.publish(changes);
+        Ok(())
+    }
+}

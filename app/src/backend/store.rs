@@ -98,7 +98,7 @@ pub struct Store {
 }
 
 const CARD_COLUMNS: &str = "id, state, brand, last4, exp_month, exp_year, failure_reason, \
-     is_default, form_url, created_at";
+     is_default, form_url, created_at, submitted_at";
 
 impl Store {
     /// Opens (creating if needed) the database and brings its schema up to date.
@@ -397,6 +397,52 @@ impl Store {
             if let Some(promoted) = promote_newest_active(&mut tx, customer_id, now).await? {
                 changes.push(record_change(&mut tx, customer_id, &promoted, "").await?);
             }
+        }
+        tx.commit().await.map_err(StoreError::classify)?;
+        Ok(changes)
+    }
+
+    /// Records that Jetpay's hosted form reported a submission for one of the customer's pending
+    /// cards, with the brand and last four it showed. The webhook's values replace them later.
+    /// Returns no change when the card is not pending, not theirs, not the form's (Jetpay's card
+    /// id differs, when the form named one), or already marked.
+    pub async fn mark_submitted(
+        &self,
+        customer_id: &str,
+        card_id: &str,
+        jetpay_card_id: Option<&str>,
+        brand: Option<&str>,
+        last4: Option<&str>,
+    ) -> Result<Vec<Change>> {
+        let mut tx = self.begin_write().await?;
+        let now = now_ms();
+        let done = sqlx::query(
+            "UPDATE cards SET submitted_at = $1, brand = COALESCE(brand, $2), \
+             last4 = COALESCE(last4, $3), updated_at = $1 \
+             WHERE id = $4 AND customer_id = $5 AND ($6 IS NULL OR jetpay_card_id = $6) \
+             AND state = 'pending' \
+             AND submitted_at IS NULL",
+        )
+        .bind(now)
+        .bind(brand)
+        .bind(last4)
+        .bind(card_id)
+        .bind(customer_id)
+        .bind(jetpay_card_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::classify)?;
+        let mut changes = Vec::new();
+        if done.rows_affected() == 1 {
+            changes.push(
+                record_change(
+                    &mut tx,
+                    customer_id,
+                    card_id,
+                    "Card received. Verifying it with the bank…",
+                )
+                .await?,
+            );
         }
         tx.commit().await.map_err(StoreError::classify)?;
         Ok(changes)
@@ -772,6 +818,7 @@ fn card_title(data: &CardTokenized) -> String {
         added_on: String::new(),
         failure: None,
         form_url: None,
+        submitted: false,
     };
     view.title()
 }
@@ -800,5 +847,6 @@ fn card_view(r: &SqliteRow, now: i64, url_ttl_ms: i64) -> CardView {
             .unwrap_or_default(),
         failure: (state == CardState::Failed).then(|| failure_sentence(failure_reason.as_deref())),
         form_url: form_url.filter(|_| state == CardState::Pending && now - created_at < url_ttl_ms),
+        submitted: r.get::<Option<i64>, _>("submitted_at").is_some(),
     }
 }
