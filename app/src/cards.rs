@@ -352,6 +352,14 @@ fn CardsView(page: CardsPage) -> impl IntoView {
         }
     });
 
+    // The browser knows first when the network is gone, and when it is back.
+    let offline = window_event_listener(leptos::ev::offline, move |_| state.reconnecting.set(true));
+    let online = window_event_listener(leptos::ev::online, move |_| state.refresh());
+    on_cleanup(move || {
+        offline.remove();
+        online.remove();
+    });
+
     let query = use_query_map();
     let adding = Memo::new(move |_| query.with(|q| q.get("adding")));
     // The open form: only a new card id or URL changes it, never a refresh of the list.

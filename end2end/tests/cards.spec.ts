@@ -72,7 +72,8 @@ test('add a card: it shows as Verifying…, then turns Active without a reload',
   await markWindow(page);
 
   const { frame, row } = await openForm(page);
-  await expect(row.getByTestId('state')).toHaveText('Verifying…');
+  // Nothing typed yet: an opened form, not yet a card being verified (issue 9).
+  await expect(row.getByTestId('state')).toHaveText('Waiting for card details');
   await expect(page.locator('iframe[title="Jetpay secure card form"]')).toHaveAttribute('aria-describedby', 'add-card-help');
 
   await fillCard(frame, SUCCESS);
@@ -178,7 +179,7 @@ test('without JavaScript, Add card is a form post that shows the form, and the l
   await expect(page).toHaveURL(/\?adding=/);
   const id = new URL(page.url()).searchParams.get('adding')!;
   const row = page.locator(`[data-card-id="${id}"]`);
-  await expect(row.getByTestId('state')).toHaveText('Verifying…');
+  await expect(row.getByTestId('state')).toHaveText('Waiting for card details');
   const frame = page.frameLocator('iframe[title="Jetpay secure card form"]');
   await fillCard(frame, SUCCESS);
 

@@ -132,6 +132,7 @@ pub fn CardRow(
                         <input type="hidden" name="card_id" value=id.clone()/>
                         <button type="submit" aria-label=format!("Discard {title}")>"Discard"</button>
                     </ActionForm>
+                    <a class="button nojs-only" href="/account/cards">"Refresh"</a>
                 }
                 .into_any(),
             ),
