@@ -55,7 +55,7 @@ pub fn Layout(children: Children) -> impl IntoView {
 
 fn skip_to_main(ev: leptos::ev::MouseEvent) {
     ev.prevent_default();
-    crate::components::focus::focus_later("#main".into());
+    crate::components::focus::focus_later(vec!["#main".into()]);
 }
 
 /// After a client-side navigation, focus the new page's main heading and say which page it is,
@@ -72,7 +72,7 @@ fn announce_navigation(announcement: RwSignal<String>) {
                     if let Some(heading) = heading {
                         announcement.set(heading.text_content().unwrap_or_default());
                     }
-                    crate::components::focus::focus_later("main h1".into());
+                    crate::components::focus::focus_later(vec!["main h1".into()]);
                 },
                 std::time::Duration::from_millis(50),
             );

@@ -18,34 +18,41 @@ async function addCard(page: Page, number: string, submit = true) {
   await page.getByRole('button', { name: 'Add card' }).click();
   await expect.poll(() => new URL(page.url()).searchParams.get('adding')).not.toBe(before);
   const frame = page.frameLocator('iframe[title="Jetpay secure card form"]');
-  await frame.getByLabel('Card number').fill(number);
-  await frame.getByLabel(/Expiry date/).fill('12/34');
-  await frame.getByLabel('Security code (CVC)').fill('123');
-  await frame.getByLabel('Name on card').fill('Ada Lovelace');
-  await frame.getByLabel('Postal code').fill('H2X 1Y4');
+  await frame.getByLabel('Card number').pressSequentially(number);
+  await frame.getByLabel(/Expiry date/).pressSequentially('12/34');
+  await frame.getByLabel('Security code (CVC)').pressSequentially('123');
+  await frame.getByLabel('Name on card').pressSequentially('Ada Lovelace');
+  await frame.getByLabel('Postal code').pressSequentially('H2X 1Y4');
   if (submit) {
     await frame.getByRole('button', { name: 'Save card' }).click();
     await expect(frame.getByRole('heading', { name: 'Card received' })).toBeVisible();
   }
 }
 
-for (const [device, viewport] of [
-  ['desktop', { width: 1100, height: 820 }],
-  ['phone', { width: 390, height: 844 }],
-] as const) {
-  test(`screenshots (${device})`, async ({ page }) => {
-    await page.setViewportSize(viewport);
-    await signUp(page);
-    await page.screenshot({ path: `${OUT}/empty-${device}.png`, fullPage: true });
+for (const colorScheme of ['light', 'dark'] as const) {
+  for (const [device, viewport] of [
+    ['desktop', { width: 1100, height: 820 }],
+    ['phone', { width: 390, height: 844 }],
+  ] as const) {
+    const suffix = colorScheme === 'dark' ? '-dark' : '';
+    test(`screenshots (${device}, ${colorScheme})`, async ({ page }) => {
+      await page.emulateMedia({ colorScheme });
+      await page.setViewportSize(viewport);
+      await signUp(page);
+      if (colorScheme === 'light') await page.screenshot({ path: `${OUT}/empty-${device}.png`, fullPage: true });
 
-    await addCard(page, '4242 4242 4242 4242', false);
-    await page.screenshot({ path: `${OUT}/pending-${device}.png`, fullPage: true });
-    await page.frameLocator('iframe').getByRole('button', { name: 'Save card' }).click();
-    await expect(page.locator('[data-state="active"]')).toHaveCount(1);
-    await page.screenshot({ path: `${OUT}/active-${device}.png`, fullPage: true });
+      await addCard(page, '4242 4242 4242 4242', false);
+      await page.locator('body').click({ position: { x: 1, y: 1 } });
+      await page.screenshot({ path: `${OUT}/pending-${device}${suffix}.png`, fullPage: true });
+      await page.frameLocator('iframe').getByRole('button', { name: 'Save card' }).click();
+      await expect(page.locator('[data-state="active"]')).toHaveCount(1);
+      await page.screenshot({ path: `${OUT}/active-${device}${suffix}.png`, fullPage: true });
 
-    await addCard(page, '4000 0000 0000 0002');
-    await expect(page.locator('[data-state="failed"]')).toHaveCount(1);
-    await page.screenshot({ path: `${OUT}/failed-${device}.png`, fullPage: true });
-  });
+      if (colorScheme === 'light') {
+        await addCard(page, '4000 0000 0000 0002');
+        await expect(page.locator('[data-state="failed"]')).toHaveCount(1);
+        await page.screenshot({ path: `${OUT}/failed-${device}.png`, fullPage: true });
+      }
+    });
+  }
 }

@@ -9,6 +9,7 @@ import {
   openForm,
   signUp,
   typeCard,
+  uniqueEmail,
 } from './helpers';
 
 async function tabTo(page: Page, name: string) {
@@ -63,7 +64,7 @@ for (const colorScheme of ['light', 'dark'] as const) {
     await expectAccessible(page, 'cards, signed out');
     await page.goto('/sign-in');
     await waitForHydration(page);
-    await page.getByLabel('Email').fill('demo@example.com');
+    await page.getByLabel('Email').fill(uniqueEmail('nobody'));
     await page.getByLabel('Password').fill('wrong password');
     await page.getByRole('button', { name: 'Sign in' }).click();
     await expect(page.getByRole('alert').filter({ hasText: "don't match" })).toBeVisible();

@@ -23,7 +23,7 @@ test('without JavaScript, a wrong password or a taken email comes back to the fo
 }) => {
   const { context, page } = await noScript(browser);
   await page.goto('/sign-in?next=/account/cards');
-  await page.getByLabel('Email').fill('demo@example.com');
+  await page.getByLabel('Email').fill(uniqueEmail('nobody'));
   await page.getByLabel('Password').fill('not the password');
   await page.getByRole('button', { name: 'Sign in' }).click();
   await expect(page).toHaveURL(/\/sign-in\?next=%2Faccount%2Fcards&notice=|\/sign-in\?next=\/account\/cards&notice=/);
