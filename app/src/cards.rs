@@ -50,7 +50,11 @@ pub async fn add_card(replaces: Option<String>) -> Result<String, ServerFnError>
     let customer = session::require_customer().await?;
     let backend = session::backend()?;
     let added = backend
-        .add_card(&customer, replaces.as_deref().filter(|s| !s.is_empty()))
+        .add_card(
+            &customer,
+            replaces.as_deref().filter(|s| !s.is_empty()),
+            session::client_ip(),
+        )
         .await?;
     leptos_axum::redirect(&format!("/account/cards?adding={}", added.card_id));
     Ok(added.card_id)
