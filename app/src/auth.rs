@@ -41,7 +41,10 @@ pub async fn sign_up(name: String, email: String, password: String) -> Result<()
     use crate::components::notice::refuse;
     use crate::session;
     let backend = session::backend()?;
-    let id = match backend.sign_up(&name, &email, password).await {
+    let id = match backend
+        .sign_up(&name, &email, password, session::client_ip())
+        .await
+    {
         Ok(id) => id,
         Err(e) => return Err(refuse(e, "/sign-up").await),
     };
@@ -59,7 +62,10 @@ pub async fn sign_in(
     use crate::components::notice::refuse;
     use crate::session;
     let backend = session::backend()?;
-    let id = match backend.sign_in(&email, &password).await {
+    let id = match backend
+        .sign_in(&email, &password, session::client_ip())
+        .await
+    {
         Ok(id) => id,
         Err(e) => {
             let back = match next.as_deref() {
@@ -84,13 +90,86 @@ pub async fn sign_out() -> Result<(), ServerFnError> {
     Ok(())
 }
 
-/// Only local paths: an open redirect would let a phishing link bounce through us.
+/// Where to go after signing in: a path on this site, never anywhere else (an open redirect
+/// would let a phishing link bounce through us). `next` is resolved the way a browser resolves it
+/// (tabs and newlines stripped, backslashes read as slashes, dot segments and percent-encoding
+/// normalised) against our own origin; anything that lands on another origin, or that a browser
+/// would read as another host (`//host`), falls back to the cards page.
+#[cfg(feature = "ssr")]
 pub fn safe_next(next: Option<&str>) -> String {
-    match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => {
-            path.to_owned()
+    const DEFAULT: &str = "/account/cards";
+    let Some(next) = next.filter(|n| !n.is_empty()) else {
+        return DEFAULT.to_owned();
+    };
+    // A header value cannot hold control characters, and no path of ours has one.
+    if next.chars().any(char::is_control) || !next.starts_with('/') {
+        return DEFAULT.to_owned();
+    }
+    let base = url::Url::parse("https://this-site.invalid/").expect("static URL parses");
+    match base.join(next) {
+        Ok(target) if target.origin() == base.origin() && !target.path().starts_with("//") => {
+            let mut local = target.path().to_owned();
+            if let Some(query) = target.query() {
+                local.push('?');
+                local.push_str(query);
+            }
+            local
         }
-        _ => "/account/cards".to_owned(),
+        _ => DEFAULT.to_owned(),
+    }
+}
+
+#[cfg(all(test, feature = "ssr"))]
+mod safe_next_tests {
+    use super::safe_next;
+
+    #[test]
+    fn local_paths_are_kept() {
+        assert_eq!(safe_next(Some("/account/cards")), "/account/cards");
+        assert_eq!(safe_next(Some("/account/cards?x=1")), "/account/cards?x=1");
+        assert_eq!(safe_next(Some("/a/../account/cards")), "/account/cards");
+        assert_eq!(safe_next(None), "/account/cards");
+        assert_eq!(safe_next(Some("")), "/account/cards");
+    }
+
+    #[test]
+    fn anything_off_site_falls_back() {
+        for evil in [
+            "//evil.example/",
+            "/\\evil.example/",
+            "\\evil.example",
+            "/\tevil.example",
+            "/\t/evil.example/",
+            "/\n/evil.example/",
+            "/\r\n/evil.example/",
+            "https://evil.example/",
+            "http:evil.example",
+            "javascript:alert(1)",
+            "data:text/html,hi",
+            "evil.example",
+            "/./\\evil.example",
+            "/.//evil.example/",
+            "/%2F%2Fevil.example",
+            "///evil.example",
+            "\t//evil.example",
+            " //evil.example",
+        ] {
+            let got = safe_next(Some(evil));
+            // Either the default, or a path on this site that no browser reads as another host.
+            assert!(
+                got == "/account/cards" || (got.starts_with('/') && !got.starts_with("/\\")),
+                "{evil:?} -> {got:?}"
+            );
+            assert!(!got.starts_with("//"), "{evil:?} -> {got:?}");
+            assert!(!got.contains(char::is_control), "{evil:?} -> {got:?}");
+        }
+    }
+
+    #[test]
+    fn the_reported_redirect_is_refused() {
+        // `/sign-in?next=%2F%09%2Fevil.example%2F`, form-decoded: "/\t/evil.example/".
+        assert_eq!(safe_next(Some("/\t/evil.example/")), "/account/cards");
+        assert_eq!(safe_next(Some("/\n/evil.example/")), "/account/cards");
     }
 }
 

@@ -117,7 +117,11 @@ pub async fn add_card(replaces: Option<String>) -> Result<String, ServerFnError>
     };
     let backend = session::backend()?;
     let added = match backend
-        .add_card(&customer, replaces.as_deref().filter(|s| !s.is_empty()))
+        .add_card(
+            &customer,
+            replaces.as_deref().filter(|s| !s.is_empty()),
+            session::client_ip(),
+        )
         .await
     {
         Ok(added) => added,

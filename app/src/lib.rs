@@ -25,6 +25,8 @@ use leptos_router::{
 
 /// The HTML document around the app. Only the server renders it.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    session::provide_csp_nonce();
     view! {
         <!DOCTYPE html>
         <html lang="en">

@@ -9,6 +9,32 @@ use crate::backend::{AppError, Backend};
 
 const CUSTOMER_KEY: &str = "customer_id";
 
+/// This response's Content-Security-Policy nonce, put in the request's extensions by the server's
+/// header layer; [`provide_csp_nonce`] hands it to Leptos so its inline scripts carry it.
+#[derive(Debug, Clone)]
+pub struct CspNonce(pub Arc<str>);
+
+/// The client's address as the server established it (the peer, or a trusted proxy's header),
+/// put in the request's extensions by the server; rate limits key on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ClientIp(pub std::net::IpAddr);
+
+fn request_parts() -> Option<http::request::Parts> {
+    use_context::<http::request::Parts>()
+}
+
+/// Makes Leptos use the header layer's nonce (instead of one of its own that no header names).
+pub fn provide_csp_nonce() {
+    if let Some(nonce) = request_parts().and_then(|p| p.extensions.get::<CspNonce>().cloned()) {
+        provide_context(leptos::nonce::Nonce::from_value(nonce.0));
+    }
+}
+
+/// The client's address; `None` only outside a request (tests calling the backend directly).
+pub fn client_ip() -> Option<ClientIp> {
+    request_parts().and_then(|p| p.extensions.get::<ClientIp>().copied())
+}
+
 pub fn backend() -> Result<Arc<Backend>, AppError> {
     use_context::<Arc<Backend>>().ok_or_else(|| AppError::Internal("backend not provided".into()))
 }

@@ -6,6 +6,10 @@ use chrono::Utc;
 use jetpay::wire::Event;
 use serde_json::json;
 
+/// The Jetpay contacts of customers c1 and c2.
+const C1_CONTACT: &str = "0b6f1a52-6a43-4bb3-9c51-2f4dd1f0a001";
+const C2_CONTACT: &str = "0b6f1a52-6a43-4bb3-9c51-2f4dd1f0a002";
+
 async fn store() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::connect(&format!("sqlite://{}/t.db", dir.path().display()))
@@ -19,11 +23,22 @@ async fn store() -> (Store, tempfile::TempDir) {
         .insert_customer("c2", "c2@example.com", "C Two", "x")
         .await
         .unwrap();
+    for (customer, contact) in [("c1", C1_CONTACT), ("c2", C2_CONTACT)] {
+        store
+            .set_contact_id_if_missing(customer, contact)
+            .await
+            .unwrap();
+    }
     (store, dir)
 }
 
+/// A tokenization result for one of c1's cards, as Jetpay sends it (with c1's contact).
 fn tokenized(id: i64, jetpay_card: &str, state: &str) -> Event {
-    let mut data = json!({"creditCardId": jetpay_card, "contactId": uuid::Uuid::new_v4(), "state": state,
+    tokenized_for(C1_CONTACT, id, jetpay_card, state)
+}
+
+fn tokenized_for(contact: &str, id: i64, jetpay_card: &str, state: &str) -> Event {
+    let mut data = json!({"creditCardId": jetpay_card, "contactId": contact, "state": state,
                           "brand": "visa", "last4": "4242", "expMonth": 12, "expYear": 2034});
     if state == "failed" {
         data["failureReason"] = json!("card_declined");
@@ -184,9 +199,9 @@ async fn unknown_types_and_unknown_cards_are_recorded() {
 }
 
 #[tokio::test]
-async fn gaps_in_event_ids_are_found() {
+async fn event_ids_are_read_forward_from_a_position() {
     let (store, _dir) = store().await;
-    assert_eq!(store.first_missing_event_id().await.unwrap(), None);
+    assert_eq!(store.oldest_event_id().await.unwrap(), None);
     let unknown = |id| Event {
         id,
         created_at: Utc::now(),
@@ -197,9 +212,45 @@ async fn gaps_in_event_ids_are_found() {
         .apply_events(&[unknown(5), unknown(6), unknown(9)])
         .await
         .unwrap();
-    assert_eq!(store.first_missing_event_id().await.unwrap(), Some(7));
-    store.apply_events(&[unknown(7), unknown(8)]).await.unwrap();
-    assert_eq!(store.first_missing_event_id().await.unwrap(), None);
+    assert_eq!(store.oldest_event_id().await.unwrap(), Some(5));
+    assert_eq!(store.event_ids_after(4, 10).await.unwrap(), vec![5, 6, 9]);
+    assert_eq!(store.event_ids_after(5, 1).await.unwrap(), vec![6]);
+    assert!(store.given_up_gaps().await.unwrap().is_empty());
+    store.give_up_gap(7, 5).await.unwrap();
+    store.give_up_gap(7, 5).await.unwrap();
+    assert_eq!(store.given_up_gaps().await.unwrap(), vec![7]);
+}
+
+#[tokio::test]
+async fn an_event_for_another_contact_is_refused_and_changes_nothing() {
+    let (store, _dir) = store().await;
+    add(&store, "c1", "a").await;
+    // Jetpay's card id is c1's, but the event says the card belongs to c2's contact.
+    let (outcomes, changes) = store
+        .apply_events(&[tokenized_for(C2_CONTACT, 1, "jp-a", "succeeded")])
+        .await
+        .unwrap();
+    assert_eq!(outcomes, vec![(1, EventOutcome::Refused)]);
+    assert!(changes.is_empty());
+    assert_eq!(state(&store, "a").await, "pending");
+    // A customer without a contact cannot have a card activated either.
+    store
+        .insert_customer("c3", "c3@example.com", "C Three", "x")
+        .await
+        .unwrap();
+    add(&store, "c3", "b").await;
+    let (outcomes, _) = store
+        .apply_events(&[tokenized_for(C2_CONTACT, 2, "jp-b", "succeeded")])
+        .await
+        .unwrap();
+    assert_eq!(outcomes, vec![(2, EventOutcome::Refused)]);
+    assert_eq!(state(&store, "b").await, "pending");
+    // The genuine result still applies afterwards (a different event id).
+    store
+        .apply_events(&[tokenized(3, "jp-a", "succeeded")])
+        .await
+        .unwrap();
+    assert_eq!(state(&store, "a").await, "active");
 }
 
 #[tokio::test]

@@ -27,8 +27,15 @@ pub const JWT_ISSUER: &str = "jetpay";
 pub const JWT_SUBJECT: &str = "webhook";
 /// The guide says `exp` is "about 90 s" after `iat`.
 pub const JWT_LIFETIME_SECONDS: i64 = 90;
-/// Clock skew we tolerate when checking `exp` / `iat`.
+/// Clock skew we tolerate when checking `exp` / `iat` (and `nbf`): Jetpay's clock and ours are
+/// never exactly equal, and refusing a genuine delivery over a few seconds of drift would make
+/// Jetpay retry it until the webhook fails. The guide says nothing about skew; NTP-synced hosts
+/// stay well within this.
 pub const JWT_LEEWAY_SECONDS: u64 = 10;
+/// The longest `exp - iat` we accept: Jetpay's "about 90 s" plus the leeway. A token valid for
+/// longer is not one Jetpay issues; accepting it would let a leaked token be replayed for as long
+/// as its author liked.
+pub const JWT_MAX_LIFETIME_SECONDS: i64 = JWT_LIFETIME_SECONDS + JWT_LEEWAY_SECONDS as i64;
 
 /// Lifetime of a tokenization URL. The guide says "single use" but gives no lifetime.
 pub const TOKENIZATION_URL_TTL_SECONDS: u64 = 15 * 60;

@@ -11,8 +11,9 @@
 //!    [`Verifier::with_min_refetch_interval`] on an unknown `kid`, so key rotation works and a
 //!    flood of bogus `kid`s cannot make us hammer Jetpay);
 //! 4. the signature verifies with that key;
-//! 5. `exp` (with [`unspecified::JWT_LEEWAY_SECONDS`] of leeway), `iss`, `sub` are right, and
-//!    `jti`, `iat`, `payload_hash` are present;
+//! 5. `exp` (with [`unspecified::JWT_LEEWAY_SECONDS`] of leeway), `iss`, `sub` are right,
+//!    `jti`, `iat`, `payload_hash` are present, and `exp - iat` is no longer than
+//!    [`unspecified::JWT_MAX_LIFETIME_SECONDS`];
 //! 6. `payload_hash` equals base64url(SHA-256(body)), compared in constant time;
 //! 7. the body is a non-empty [`WebhookBatch`].
 //!
@@ -65,6 +66,10 @@ pub enum VerifyError {
     Expired,
     #[error("the JWT is not valid yet")]
     NotYetValid,
+    /// `exp - iat` is longer than Jetpay ever issues (about 90 s): a token that stays valid for
+    /// hours is one Jetpay did not make, or one that a leak would keep useful.
+    #[error("the JWT lives {0} s, longer than Jetpay's tokens ever do")]
+    LifetimeTooLong(i64),
     #[error("the JWT issuer is not {:?}", unspecified::JWT_ISSUER)]
     WrongIssuer,
     #[error("the JWT subject is not {:?}", unspecified::JWT_SUBJECT)]
@@ -364,12 +369,16 @@ fn decode_claims(token: &str, key: &DecodingKey) -> Result<WebhookClaims, Verify
     if claims.iat > now.saturating_add(leeway) {
         return Err(VerifyError::NotYetValid);
     }
+    let lifetime = claims.exp.saturating_sub(claims.iat);
+    if lifetime > unspecified::JWT_MAX_LIFETIME_SECONDS {
+        return Err(VerifyError::LifetimeTooLong(lifetime));
+    }
     Ok(claims)
 }
 
 fn map_jwt_error(kind: ErrorKind) -> VerifyError {
     match kind {
-        ErrorKind::InvalidSignature | ErrorKind::Crypto(_) => VerifyError::InvalidSignature,
+        ErrorKind::InvalidSignature | ErrorKind::Provider(_) => VerifyError::InvalidSignature,
         ErrorKind::ExpiredSignature => VerifyError::Expired,
         ErrorKind::ImmatureSignature => VerifyError::NotYetValid,
         ErrorKind::InvalidIssuer => VerifyError::WrongIssuer,
@@ -624,6 +633,32 @@ mod tests {
             check(&claims, &body).await.unwrap_err(),
             VerifyError::NotYetValid
         );
+    }
+
+    #[tokio::test]
+    async fn far_future_exp_is_too_long_lived() {
+        let body = body();
+        let mut claims = claims_for(&body);
+        claims["exp"] = (now() + 365 * 24 * 3600).into();
+        assert!(matches!(
+            check(&claims, &body).await.unwrap_err(),
+            VerifyError::LifetimeTooLong(_)
+        ));
+        // The longest lifetime allowed is still accepted.
+        let mut claims = claims_for(&body);
+        claims["exp"] = (now() + unspecified::JWT_MAX_LIFETIME_SECONDS).into();
+        check(&claims, &body).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn clock_skew_within_leeway_is_accepted() {
+        // Jetpay's clock a few seconds ahead of ours: `iat` is in our future.
+        let body = body();
+        let mut claims = claims_for(&body);
+        let skew = unspecified::JWT_LEEWAY_SECONDS as i64 - 2;
+        claims["iat"] = (now() + skew).into();
+        claims["exp"] = (now() + skew + 90).into();
+        check(&claims, &body).await.unwrap();
     }
 
     #[tokio::test]

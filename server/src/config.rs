@@ -49,6 +49,21 @@ pub struct Config {
     /// `JETPAY_TIMEOUT_SECS`: the whole-request limit of every call to Jetpay (default 10). Add
     /// card waits on these calls, so a slow Jetpay fails the request instead of hanging it.
     pub jetpay_timeout: Duration,
+    /// `GAP_MAX_REPLAYS`: replay requests for one hole in the event ids before we give it up
+    /// (default 5, with doubling pauses from `GAP_GRACE_SECS`).
+    pub gap_max_replays: u32,
+    /// `JETPAY_SANDBOX_RETRY_BASE_MS`: the embedded sandbox's first retry pause (default 500).
+    /// Tests shorten it to reach Jetpay's `failed` state in seconds.
+    pub sandbox_retry_base: Duration,
+    /// `TRUSTED_CLIENT_IP_HEADER`: behind a reverse proxy, the header it sets to the client's
+    /// address (e.g. `X-Forwarded-For`; its last entry is used). Unset: the peer address, and any
+    /// such header from the client is ignored.
+    pub trusted_client_ip_header: Option<axum::http::HeaderName>,
+    /// `IP_RATE_LIMIT_PER_MINUTE`: sign-ups, sign-ins and Add cards per client IP per minute,
+    /// each (default 30).
+    pub ip_requests_per_minute: u32,
+    /// `CARDS_ADDED_PER_HOUR`: tokenization URLs a customer may ask for per hour (default 10).
+    pub cards_added_per_hour: u32,
 }
 
 impl std::fmt::Debug for Config {
@@ -141,6 +156,13 @@ impl Config {
                     "must be set when JETPAY_API_TOKEN is, e.g. https://extapi.demo.jetpay.baselinepayments.com",
                 ))
             }
+            (None, None) if !cfg!(feature = "sandbox") => {
+                return Err(bad(
+                    "JETPAY_BASE_URL",
+                    "",
+                    "must be set (with JETPAY_API_TOKEN): this build has no embedded sandbox",
+                ))
+            }
             (None, None) => JetpayTarget::Sandbox {
                 listen_addr: parse(
                     "JETPAY_SANDBOX_ADDR",
@@ -154,6 +176,9 @@ impl Config {
             },
         };
         let sandbox = matches!(jetpay, JetpayTarget::Sandbox { .. });
+        if production {
+            check_production(&jetpay, public_url.as_ref())?;
+        }
         let secs = |name: &'static str, default: u64| -> Result<Duration, ConfigError> {
             get(name)
                 .map(|v| parse::<u64>(name, v, "expected a whole number of seconds"))
@@ -203,7 +228,81 @@ impl Config {
                 }
                 t => t,
             },
+            gap_max_replays: get("GAP_MAX_REPLAYS")
+                .map(|v| parse("GAP_MAX_REPLAYS", v, "expected a whole number such as 5"))
+                .transpose()?
+                .unwrap_or(5),
+            sandbox_retry_base: Duration::from_millis(
+                get("JETPAY_SANDBOX_RETRY_BASE_MS")
+                    .map(|v| {
+                        parse(
+                            "JETPAY_SANDBOX_RETRY_BASE_MS",
+                            v,
+                            "expected milliseconds such as 500",
+                        )
+                    })
+                    .transpose()?
+                    .unwrap_or(500),
+            ),
+            trusted_client_ip_header: get("TRUSTED_CLIENT_IP_HEADER")
+                .map(|v| {
+                    parse(
+                        "TRUSTED_CLIENT_IP_HEADER",
+                        v,
+                        "expected a header name such as X-Forwarded-For",
+                    )
+                })
+                .transpose()?,
+            ip_requests_per_minute: positive(
+                "IP_RATE_LIMIT_PER_MINUTE",
+                get("IP_RATE_LIMIT_PER_MINUTE"),
+                30,
+            )?,
+            cards_added_per_hour: positive(
+                "CARDS_ADDED_PER_HOUR",
+                get("CARDS_ADDED_PER_HOUR"),
+                10,
+            )?,
         })
+    }
+
+    /// The demo customer (with its password shown on the sign-in page) exists only against the
+    /// embedded sandbox outside production: never next to a real Jetpay.
+    pub fn seeds_demo_customer(&self) -> bool {
+        !self.production && matches!(self.jetpay, JetpayTarget::Sandbox { .. })
+    }
+}
+
+/// Production fails closed: no fake payment provider, and a public URL browsers reach over TLS
+/// (secure cookies, HSTS and Jetpay's callback all depend on it).
+fn check_production(jetpay: &JetpayTarget, public_url: Option<&Url>) -> Result<(), ConfigError> {
+    if matches!(jetpay, JetpayTarget::Sandbox { .. }) {
+        return Err(bad(
+            "JETPAY_BASE_URL",
+            "",
+            "must be set (with JETPAY_API_TOKEN) when LEPTOS_ENV=PROD: production never uses the embedded sandbox",
+        ));
+    }
+    match public_url {
+        None => Err(bad(
+            "PUBLIC_URL",
+            "",
+            "must be set to the https URL browsers and Jetpay use when LEPTOS_ENV=PROD",
+        )),
+        Some(url) if url.scheme() != "https" => Err(bad(
+            "PUBLIC_URL",
+            url.as_str(),
+            "must be an https URL when LEPTOS_ENV=PROD",
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+fn positive(variable: &'static str, value: Option<&str>, default: u32) -> Result<u32, ConfigError> {
+    match value.map(|v| (v, v.parse::<u32>())) {
+        None => Ok(default),
+        Some((_, Ok(n))) if n > 0 => Ok(n),
+        Some((v, _)) => Err(bad(variable, v, "expected a whole number above 0")),
     }
 }
 
@@ -282,6 +381,65 @@ mod tests {
         assert!(!format!("{config:?}").contains("s3cret-token"));
     }
 
+    const REAL_JETPAY: [(&str, &str); 2] = [
+        (
+            "JETPAY_BASE_URL",
+            "https://extapi.demo.jetpay.baselinepayments.com",
+        ),
+        ("JETPAY_API_TOKEN", "token"),
+    ];
+
+    #[test]
+    fn production_refuses_the_sandbox() {
+        let err = Config::from_vars(&vars(&[
+            ("LEPTOS_ENV", "PROD"),
+            ("PUBLIC_URL", "https://cards.example.com"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.variable, "JETPAY_BASE_URL");
+        assert!(err.to_string().contains("sandbox"), "{err}");
+    }
+
+    #[test]
+    fn production_requires_an_https_public_url() {
+        let mut pairs = REAL_JETPAY.to_vec();
+        pairs.push(("LEPTOS_ENV", "PROD"));
+        let err = Config::from_vars(&vars(&pairs)).unwrap_err();
+        assert_eq!(err.variable, "PUBLIC_URL");
+        pairs.push(("PUBLIC_URL", "http://cards.example.com"));
+        let err = Config::from_vars(&vars(&pairs)).unwrap_err();
+        assert_eq!(err.variable, "PUBLIC_URL");
+        assert!(err.to_string().contains("https"), "{err}");
+        pairs.pop();
+        pairs.push(("PUBLIC_URL", "https://cards.example.com"));
+        let config = Config::from_vars(&vars(&pairs)).unwrap();
+        assert!(config.production);
+        assert!(!config.seeds_demo_customer());
+    }
+
+    #[test]
+    fn production_requires_the_token_too() {
+        let err = Config::from_vars(&vars(&[
+            ("LEPTOS_ENV", "PROD"),
+            ("PUBLIC_URL", "https://cards.example.com"),
+            (
+                "JETPAY_BASE_URL",
+                "https://extapi.jetpay.baselinepayments.com",
+            ),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.variable, "JETPAY_API_TOKEN");
+    }
+
+    #[test]
+    fn demo_customer_only_with_the_sandbox_outside_production() {
+        assert!(Config::from_vars(&vars(&[])).unwrap().seeds_demo_customer());
+        // A real Jetpay in DEV: still no demo account with a published password.
+        assert!(!Config::from_vars(&vars(&REAL_JETPAY))
+            .unwrap()
+            .seeds_demo_customer());
+    }
+
     #[test]
     fn bad_numbers_and_urls_name_their_variable() {
         for (name, value) in [
@@ -292,6 +450,10 @@ mod tests {
             ("LEPTOS_ENV", "staging"),
             ("JETPAY_TIMEOUT_SECS", "0"),
             ("JETPAY_TIMEOUT_SECS", "ten"),
+            ("GAP_MAX_REPLAYS", "-1"),
+            ("IP_RATE_LIMIT_PER_MINUTE", "0"),
+            ("CARDS_ADDED_PER_HOUR", "many"),
+            ("TRUSTED_CLIENT_IP_HEADER", "bad header"),
         ] {
             let err = Config::from_vars(&vars(&[(name, value)])).unwrap_err();
             assert_eq!(err.variable, name);

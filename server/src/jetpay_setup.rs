@@ -3,28 +3,34 @@
 
 use std::time::Duration;
 
-use app::backend::Store;
+use app::backend::{store::WebhookRegistration, Store};
 use jetpay::{
     wire::{NewWebhook, WebhookPatch, WebhookState},
     ApiToken, Client, ClientConfig,
 };
+#[cfg(feature = "sandbox")]
 use jetpay_sandbox::{Sandbox, SandboxConfig, Storage};
 use url::Url;
 
 use crate::config::{Config, JetpayTarget};
 
 /// The sandbox's API token in development. Not a secret: the sandbox holds no real data.
+#[cfg(feature = "sandbox")]
 const SANDBOX_TOKEN: &str = "sandbox-token";
 
 pub struct JetpayConnection {
     pub client: Client,
     /// Kept alive while the server runs; `None` with a real Jetpay.
+    #[cfg(feature = "sandbox")]
     pub sandbox: Option<Sandbox>,
 }
 
 impl JetpayConnection {
     pub fn is_sandbox(&self) -> bool {
-        self.sandbox.is_some()
+        #[cfg(feature = "sandbox")]
+        return self.sandbox.is_some();
+        #[cfg(not(feature = "sandbox"))]
+        false
     }
 
     /// Origin (scheme, host, port) of Jetpay: the only origin our pages may frame.
@@ -35,6 +41,7 @@ impl JetpayConnection {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
+    #[cfg(feature = "sandbox")]
     #[error("could not start the embedded Jetpay sandbox: {0}")]
     Sandbox(#[from] jetpay_sandbox::SandboxError),
     #[error("Jetpay client: {0}")]
@@ -53,9 +60,15 @@ pub async fn connect(config: &Config, public_url: &Url) -> Result<JetpayConnecti
             })?;
             Ok(JetpayConnection {
                 client,
+                #[cfg(feature = "sandbox")]
                 sandbox: None,
             })
         }
+        #[cfg(not(feature = "sandbox"))]
+        JetpayTarget::Sandbox { .. } => {
+            unreachable!("configuration refuses the sandbox in a build without it")
+        }
+        #[cfg(feature = "sandbox")]
         JetpayTarget::Sandbox {
             listen_addr,
             database,
@@ -70,7 +83,7 @@ pub async fn connect(config: &Config, public_url: &Url) -> Result<JetpayConnecti
                 frame_ancestors: frame_ancestors(public_url),
                 // Development wants results at once: no batching wait.
                 min_wait_seconds: 0,
-                retry_base: Duration::from_millis(500),
+                retry_base: config.sandbox_retry_base,
                 ..SandboxConfig::default()
             };
             let sandbox = jetpay_sandbox::start(sandbox_config).await?;
@@ -107,28 +120,20 @@ fn frame_ancestors(public_url: &Url) -> Vec<String> {
 }
 
 /// Makes sure Jetpay has our webhook (creating it if there is none for our callback URL, waking it
-/// if it had failed) and stores its identifier. Retries until it succeeds: the server serves pages
-/// meanwhile, and Jetpay keeps events until the webhook exists.
-pub async fn register_webhook(
-    client: Client,
-    store: Store,
-    callback_url: String,
-    max_wait_seconds: u32,
-    max_batch_size: u32,
-) {
+/// if it had failed), that it carries our callback API key, and stores the registration. Retries
+/// until it succeeds: the server serves pages meanwhile, and Jetpay keeps events until the
+/// webhook exists.
+pub async fn register_webhook(client: Client, store: Store, webhook: WebhookSettings) {
     let mut delay = Duration::from_millis(500);
     loop {
-        match try_register(
-            &client,
-            &store,
-            &callback_url,
-            max_wait_seconds,
-            max_batch_size,
-        )
-        .await
-        {
-            Ok(identifier) => {
-                tracing::info!(%identifier, %callback_url, "Jetpay webhook registered");
+        match try_register(&client, &store, &webhook, None).await {
+            Ok(registration) => {
+                tracing::info!(
+                    identifier = %registration.identifier,
+                    webhook_id = registration.webhook_id,
+                    callback_url = %webhook.callback_url,
+                    "Jetpay webhook registered"
+                );
                 return;
             }
             Err(e) => {
@@ -140,48 +145,83 @@ pub async fn register_webhook(
     }
 }
 
-async fn try_register(
+/// What we ask Jetpay for when registering.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    pub callback_url: String,
+    pub max_wait_seconds: u32,
+    pub max_batch_size: u32,
+}
+
+/// A fresh callback API key: 256 bits, URL-safe. Jetpay sends it back on every delivery of our
+/// webhook, which is how we tell our deliveries from other companies' (all signed alike).
+fn new_api_key() -> String {
+    use rand::Rng as _;
+    rand::thread_rng()
+        .sample_iter(&rand::distributions::Alphanumeric)
+        .take(43)
+        .map(char::from)
+        .collect()
+}
+
+/// One registration attempt. `replay_from` (inclusive) is passed when reviving a failed webhook,
+/// so Jetpay resends from the first event we are missing.
+pub async fn try_register(
     client: &Client,
     store: &Store,
-    callback_url: &str,
-    max_wait_seconds: u32,
-    max_batch_size: u32,
-) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    settings: &WebhookSettings,
+    replay_from: Option<i64>,
+) -> Result<WebhookRegistration, Box<dyn std::error::Error + Send + Sync>> {
+    let callback_url = settings.callback_url.as_str();
+    let api_key = match store.webhook_api_key(callback_url).await? {
+        Some(key) => key,
+        None => new_api_key(),
+    };
     let existing = client
         .list_webhooks()
         .await?
         .into_iter()
         .find(|w| w.callback_url == callback_url);
     let webhook = match existing {
-        Some(w) if w.state == WebhookState::Failed => {
-            tracing::warn!(identifier = %w.identifier, "our Jetpay webhook had failed; reactivating it");
+        Some(w) => {
+            if w.state == WebhookState::Failed {
+                tracing::warn!(identifier = %w.identifier, replay_from, "our Jetpay webhook had failed; reviving it");
+            }
+            // Any PATCH also wakes a failed webhook; it always (re)sets our key, so a webhook
+            // registered by an older version (or with another key) ends up with ours.
             client
                 .update_webhook(
                     w.identifier,
                     &WebhookPatch {
-                        max_wait_seconds: Some(max_wait_seconds),
+                        callback_api_key: Some(api_key.clone()),
+                        max_wait_seconds: Some(settings.max_wait_seconds),
+                        replay_from_event_id: replay_from,
                         ..Default::default()
                     },
                 )
                 .await?
         }
-        Some(w) => w,
         None => {
             client
                 .create_webhook(&NewWebhook {
                     callback_url: callback_url.to_owned(),
-                    max_batch_size: Some(max_batch_size),
-                    max_wait_seconds: Some(max_wait_seconds),
+                    callback_api_key: Some(api_key.clone()),
+                    max_batch_size: Some(settings.max_batch_size),
+                    max_wait_seconds: Some(settings.max_wait_seconds),
                     ..Default::default()
                 })
                 .await?
         }
     };
-    let identifier = webhook.identifier.to_string();
+    let registration = WebhookRegistration {
+        identifier: webhook.identifier.to_string(),
+        webhook_id: webhook.id,
+        api_key,
+    };
     store
-        .save_webhook_identifier(callback_url, &identifier)
+        .save_webhook_registration(callback_url, &registration)
         .await?;
-    Ok(identifier)
+    Ok(registration)
 }
 
 #[cfg(test)]

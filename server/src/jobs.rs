@@ -1,18 +1,50 @@
-//! Background work: expire pending cards that never heard back, and ask Jetpay to replay when the
+//! Background work on a fixed beat: expire pending cards that never heard back, keep our Jetpay
+//! webhook alive (revive it when Jetpay marked it `failed`), and ask Jetpay to replay when the
 //! received event ids have a hole that does not fill by itself.
+//!
+//! The beat is a `tokio::time::interval`, independent of deliveries: a delivery only pokes the
+//! (cheap, incremental) gap check, so steady traffic can never starve expiry or the tail check.
 
-use std::{sync::Arc, time::Duration};
+use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
-use app::backend::Backend;
-use jetpay::wire::WebhookPatch;
-use tokio::{sync::Notify, time::Instant};
+use app::backend::{Backend, Counters};
+use jetpay::wire::{WebhookPatch, WebhookState};
+use tokio::{
+    sync::Notify,
+    time::{Instant, MissedTickBehavior},
+};
+
+use crate::jetpay_setup::{self, WebhookSettings};
+
+/// How many ids the gap check reads per query while walking forward.
+const GAP_PAGE: i64 = 1000;
+/// The longest wait between two replay requests for the same hole.
+const MAX_REPLAY_BACKOFF: Duration = Duration::from_secs(3600);
 
 pub struct Jobs {
     pub backend: Arc<Backend>,
-    pub callback_url: String,
+    pub webhook: WebhookSettings,
     pub sweep_interval: Duration,
     pub gap_grace: Duration,
+    /// Replay requests per hole before we give it up (`GAP_MAX_REPLAYS`).
+    pub max_replays: u32,
     pub gap_check: Arc<Notify>,
+}
+
+/// A hole we are waiting on: replay only if it outlives the grace period, then with backoff.
+#[derive(Debug, Clone, Copy)]
+struct Watched {
+    id: i64,
+    replays: u32,
+    next_action: Instant,
+}
+
+/// Where the gap check stands. Every id up to `contiguous_through` was received (or given up).
+#[derive(Debug, Default)]
+struct Gaps {
+    contiguous_through: Option<i64>,
+    given_up: BTreeSet<i64>,
+    watched: Option<Watched>,
 }
 
 impl Jobs {
@@ -21,98 +53,197 @@ impl Jobs {
     }
 
     async fn run(self) {
-        // The hole we are watching and since when; replay only if it outlives the grace period.
-        let mut watched: Option<(i64, Instant)> = None;
+        let mut gaps = Gaps::default();
+        match self.backend.store.given_up_gaps().await {
+            Ok(ids) => gaps.given_up = ids.into_iter().collect(),
+            Err(e) => tracing::warn!(error = %e, "could not read given-up event gaps"),
+        }
+        let mut beat = tokio::time::interval(self.sweep_interval);
+        beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
-            let tick = tokio::select! {
-                _ = tokio::time::sleep(self.sweep_interval) => {
+            tokio::select! {
+                _ = beat.tick() => {
                     if let Err(e) = self.backend.expire_stale_cards().await {
                         tracing::warn!(error = %e, "expiring stale cards failed");
                     }
-                    true
+                    self.backend.forget_idle_limits();
+                    let tail = self.watch_webhook(&gaps).await;
+                    self.check_gaps(&mut gaps, tail).await;
                 }
-                _ = self.gap_check.notified() => false,
-            };
-            watched = self.check_gap(watched, tick).await;
+                _ = self.gap_check.notified() => self.check_gaps(&mut gaps, None).await,
+            }
         }
     }
 
-    /// `ask_jetpay` (on sweep ticks only, so Jetpay sees at most one read per interval): also
-    /// look for a hole at the end, which no later delivery would reveal.
-    async fn check_gap(
-        &self,
-        watched: Option<(i64, Instant)>,
-        ask_jetpay: bool,
-    ) -> Option<(i64, Instant)> {
-        let missing = match self.backend.store.first_missing_event_id().await {
-            Ok(Some(missing)) => missing,
-            // Between ticks a delivery cannot tell about the end: keep watching it.
-            Ok(None) if !ask_jetpay => return watched,
-            Ok(None) => self.missing_tail().await?,
+    /// Reads our webhook at Jetpay once per beat: revives it if Jetpay gave up on it, and returns
+    /// the id after our newest event when Jetpay says it delivered more than we have (a lost
+    /// delivery of the newest events leaves no later event to reveal that hole).
+    async fn watch_webhook(&self, gaps: &Gaps) -> Option<i64> {
+        let store = &self.backend.store;
+        let registration = match store.webhook_registration(&self.webhook.callback_url).await {
+            Ok(registration) => registration?,
             Err(e) => {
-                tracing::warn!(error = %e, "gap check failed");
-                return watched;
+                tracing::warn!(error = %e, "webhook watch: could not read our registration");
+                return None;
             }
         };
-        match watched {
-            Some((id, since)) if id == missing && since.elapsed() >= self.gap_grace => {
-                self.request_replay(missing).await;
-                Some((missing, Instant::now()))
+        let identifier = uuid::Uuid::parse_str(&registration.identifier).ok()?;
+        let webhook = match self.backend.jetpay.get_webhook(identifier).await {
+            Ok(webhook) => webhook,
+            Err(e) => {
+                tracing::debug!(error = %e, "webhook watch: could not read our Jetpay webhook");
+                return None;
             }
-            Some((id, since)) if id == missing => Some((id, since)),
-            _ => Some((missing, Instant::now())),
+        };
+        if webhook.state == WebhookState::Failed {
+            let replay_from = gaps.contiguous_through.map(|id| id + 1);
+            match jetpay_setup::try_register(
+                &self.backend.jetpay,
+                store,
+                &self.webhook,
+                replay_from,
+            )
+            .await
+            {
+                Ok(_) => {
+                    Counters::bump(&self.backend.counters.webhook_revivals);
+                    tracing::warn!(
+                        replay_from,
+                        "Jetpay had marked our webhook failed; revived it"
+                    );
+                }
+                Err(e) => tracing::warn!(error = %e, "could not revive our failed Jetpay webhook"),
+            }
+            return None;
         }
-    }
-
-    /// The id after the newest one we received, when Jetpay says it delivered more than that:
-    /// a dropped delivery of the newest events leaves no later event to reveal the hole, but
-    /// the webhook's `last_sent_event_id` does. A delivery that commits between our two reads
-    /// can look like a hole for a moment; the grace period absorbs that.
-    async fn missing_tail(&self) -> Option<i64> {
-        let newest = match self.backend.store.newest_event_id().await {
+        let newest = match store.newest_event_id().await {
             Ok(newest) => newest?,
             Err(e) => {
                 tracing::warn!(error = %e, "gap check failed");
                 return None;
             }
         };
-        let identifier = self.webhook_identifier().await?;
-        match self.backend.jetpay.get_webhook(identifier).await {
-            Ok(webhook) => webhook
-                .last_sent_event_id
-                .filter(|sent| *sent > newest)
-                .map(|_| newest + 1),
-            Err(e) => {
-                tracing::debug!(error = %e, "gap check: could not read our Jetpay webhook");
-                None
-            }
-        }
+        webhook
+            .last_sent_event_id
+            .filter(|sent| *sent > newest)
+            .map(|_| newest + 1)
+            .filter(|id| !gaps.given_up.contains(id))
     }
 
-    async fn webhook_identifier(&self) -> Option<uuid::Uuid> {
-        match self
-            .backend
-            .store
-            .webhook_identifier(&self.callback_url)
-            .await
-        {
-            Ok(Some(id)) => uuid::Uuid::parse_str(&id).ok(),
-            Ok(None) => None,
+    /// Finds the first hole (walking forward from where everything was last contiguous) and acts
+    /// on it: wait out the grace period, ask Jetpay to replay with growing pauses, and after
+    /// `max_replays` requests give the hole up (logged, counted, recorded for readiness).
+    async fn check_gaps(&self, gaps: &mut Gaps, tail: Option<i64>) {
+        let missing = match self.first_missing(gaps).await {
+            Ok(missing) => missing.or(tail),
             Err(e) => {
-                tracing::warn!(error = %e, "gap replay: no webhook identifier");
-                None
+                tracing::warn!(error = %e, "gap check failed");
+                return;
             }
+        };
+        let Some(missing) = missing else {
+            gaps.watched = None;
+            return;
+        };
+        let now = Instant::now();
+        let watched = match gaps.watched {
+            Some(w) if w.id == missing => w,
+            _ => Watched {
+                id: missing,
+                replays: 0,
+                next_action: now + self.gap_grace,
+            },
+        };
+        if now < watched.next_action {
+            gaps.watched = Some(watched);
+            return;
+        }
+        if watched.replays >= self.max_replays {
+            self.give_up(gaps, missing, watched.replays).await;
+            gaps.watched = None;
+            return;
+        }
+        self.request_replay(missing).await;
+        let replays = watched.replays + 1;
+        let backoff = self
+            .gap_grace
+            .saturating_mul(2u32.saturating_pow(replays))
+            .min(MAX_REPLAY_BACKOFF);
+        gaps.watched = Some(Watched {
+            id: missing,
+            replays,
+            next_action: now + backoff,
+        });
+    }
+
+    /// The lowest id after `contiguous_through` that was neither received nor given up, if a
+    /// later id was received. Reads only the ids above the contiguous prefix, a page at a time.
+    async fn first_missing(
+        &self,
+        gaps: &mut Gaps,
+    ) -> Result<Option<i64>, app::backend::store::StoreError> {
+        let store = &self.backend.store;
+        let mut cursor = match gaps.contiguous_through {
+            Some(cursor) => cursor,
+            None => match store.oldest_event_id().await? {
+                Some(oldest) => oldest - 1,
+                None => return Ok(None),
+            },
+        };
+        let found = 'walk: loop {
+            let ids = store.event_ids_after(cursor, GAP_PAGE).await?;
+            for &id in &ids {
+                while id > cursor + 1 && gaps.given_up.contains(&(cursor + 1)) {
+                    cursor += 1;
+                }
+                if id > cursor + 1 {
+                    break 'walk Some(cursor + 1);
+                }
+                cursor = id;
+            }
+            if (ids.len() as i64) < GAP_PAGE {
+                break None;
+            }
+        };
+        gaps.contiguous_through = Some(cursor);
+        Ok(found)
+    }
+
+    async fn give_up(&self, gaps: &mut Gaps, id: i64, replays: u32) {
+        tracing::error!(
+            event_id = id,
+            replays,
+            "Jetpay never resent this event id; giving the hole up (see readiness)"
+        );
+        Counters::bump(&self.backend.counters.gaps_given_up);
+        gaps.given_up.insert(id);
+        if let Err(e) = self.backend.store.give_up_gap(id, replays).await {
+            tracing::warn!(error = %e, "could not record the given-up hole");
         }
     }
 
     async fn request_replay(&self, from: i64) {
-        let Some(identifier) = self.webhook_identifier().await else {
+        let registration = match self
+            .backend
+            .store
+            .webhook_registration(&self.webhook.callback_url)
+            .await
+        {
+            Ok(Some(registration)) => registration,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "gap replay: no webhook registration");
+                return;
+            }
+        };
+        let Ok(identifier) = uuid::Uuid::parse_str(&registration.identifier) else {
             return;
         };
         let patch = WebhookPatch {
             replay_from_event_id: Some(from),
             ..Default::default()
         };
+        Counters::bump(&self.backend.counters.replays_requested);
         match self.backend.jetpay.update_webhook(identifier, &patch).await {
             Ok(_) => tracing::warn!(from, "missed Jetpay events detected; replay requested"),
             Err(e) => tracing::warn!(error = %e, from, "replay request failed"),

@@ -1,6 +1,7 @@
 //! The axum server: typed configuration, router, Jetpay webhook receiver, live card stream,
 //! background jobs, and the embedded Jetpay sandbox in development.
 
+pub mod client_ip;
 pub mod config;
 pub mod jetpay_setup;
 pub mod jobs;

@@ -4,8 +4,17 @@
 //! The stream subscribes to the in-process notifier first, then sends what the database has
 //! after the client's position (`Last-Event-ID`, or `?since=` on first connect), then live
 //! changes. If the subscriber lags behind, it rereads from the database, so nothing is skipped.
+//!
+//! A stream lives only as long as its session: it ends within [`SESSION_CHECK`] of a sign-out
+//! (in any tab) or of the session expiring. A customer may hold [`MAX_STREAMS_PER_CUSTOMER`]
+//! streams at once; pages share one per browser, and fall back to polling when refused.
 
-use std::{convert::Infallible, time::Duration};
+use std::{
+    collections::HashMap,
+    convert::Infallible,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
 
 use app::{backend::store::Change, model::CardChange};
 use axum::{
@@ -20,11 +29,59 @@ use futures::Stream;
 use serde::Deserialize;
 use tokio::sync::{broadcast::error::RecvError, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
-use tower_sessions::Session;
+use tower_sessions::{Session, SessionStore};
 
 use crate::state::AppState;
 
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
+/// How often an open stream checks that its session still exists.
+pub const SESSION_CHECK: Duration = Duration::from_secs(2);
+/// Open streams allowed per customer (over all instances' memory, per instance).
+pub const MAX_STREAMS_PER_CUSTOMER: usize = 10;
+/// Changes read per query while catching up.
+const CATCH_UP_PAGE: i64 = 500;
+
+/// Open streams per customer, and the guard that gives a slot back when a stream ends.
+#[derive(Clone, Default)]
+pub struct StreamSlots(Arc<Mutex<HashMap<String, usize>>>);
+
+pub struct StreamSlot {
+    slots: StreamSlots,
+    customer: String,
+}
+
+impl StreamSlots {
+    fn take(&self, customer: &str) -> Option<StreamSlot> {
+        let mut open = self.0.lock().expect("stream slots poisoned");
+        let count = open.entry(customer.to_owned()).or_default();
+        if *count >= MAX_STREAMS_PER_CUSTOMER {
+            return None;
+        }
+        *count += 1;
+        Some(StreamSlot {
+            slots: self.clone(),
+            customer: customer.to_owned(),
+        })
+    }
+
+    /// Open streams of one customer.
+    pub fn open(&self, customer: &str) -> usize {
+        let open = self.0.lock().expect("stream slots poisoned");
+        open.get(customer).copied().unwrap_or(0)
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.0.lock().expect("stream slots poisoned");
+        if let Some(count) = open.get_mut(&self.customer) {
+            *count -= 1;
+            if *count == 0 {
+                open.remove(&self.customer);
+            }
+        }
+    }
+}
 
 #[derive(Deserialize)]
 pub struct Position {
@@ -37,8 +94,17 @@ pub async fn stream(
     headers: HeaderMap,
     Query(position): Query<Position>,
 ) -> Response {
-    let Some(customer) = app::session::customer_of(&session).await else {
+    let (Some(customer), Some(session_id)) =
+        (app::session::customer_of(&session).await, session.id())
+    else {
         return (StatusCode::UNAUTHORIZED, "Sign in to follow your cards.").into_response();
+    };
+    let Some(slot) = state.streams.take(&customer) else {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            "Too many live views are open. Close some tabs; this one will refresh by itself.",
+        )
+            .into_response();
     };
     let last_event_id = headers
         .get("last-event-id")
@@ -57,21 +123,32 @@ pub async fn stream(
 
     let (tx, rx) = mpsc::channel::<Event>(64);
     let backend = state.backend.clone();
+    let sessions = state.sessions.clone();
     tokio::spawn(async move {
+        let _slot = slot;
         let mut live = backend.notifier.subscribe();
+        let mut session_check = tokio::time::interval(SESSION_CHECK);
         // Catch up from the database, then follow live changes.
         let mut catch_up = true;
         loop {
             if catch_up {
-                match backend.store.changes_since(&customer, position).await {
+                match backend
+                    .store
+                    .changes_since(&customer, position, CATCH_UP_PAGE)
+                    .await
+                {
                     Ok(changes) => {
+                        // A full page means there may be more: read on before going live.
+                        catch_up = changes.len() as i64 == CATCH_UP_PAGE;
                         for change in changes {
                             position = change.seq;
                             if tx.send(to_event(change)).await.is_err() {
                                 return;
                             }
                         }
-                        catch_up = false;
+                        if catch_up {
+                            continue;
+                        }
                     }
                     Err(e) => {
                         tracing::warn!(error = ?e, "live stream catch-up failed; retrying");
@@ -96,6 +173,13 @@ pub async fn stream(
                     Err(RecvError::Closed) => return,
                 },
                 _ = tx.closed() => return,
+                _ = session_check.tick() => {
+                    // Signed out (in any tab, on any instance) or expired: stop telling.
+                    if !matches!(sessions.load(&session_id).await, Ok(Some(_))) {
+                        tracing::debug!("live stream ended with its session");
+                        return;
+                    }
+                }
             }
         }
     });

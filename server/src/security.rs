@@ -8,35 +8,61 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-/// The Content-Security-Policy: only our own scripts and styles, frames only from Jetpay, and
-/// nobody may frame us.
-pub fn content_security_policy(jetpay_origin: &str, dev_reload: Option<u32>) -> String {
+/// The Content-Security-Policy: only our own scripts (inline ones only with this response's
+/// nonce, which Leptos puts on its hydration scripts), styles from us, frames only from Jetpay,
+/// and nobody may frame us.
+pub fn content_security_policy(
+    jetpay_origin: &str,
+    dev_reload: Option<u32>,
+    nonce: &str,
+) -> String {
     // cargo-leptos' live reload talks over a websocket on its own port in development.
     let connect = match dev_reload {
         Some(port) => format!("'self' ws://127.0.0.1:{port} ws://localhost:{port}"),
         None => "'self'".to_owned(),
     };
     format!(
-        "default-src 'self'; script-src 'self' 'unsafe-inline' 'wasm-unsafe-eval'; \
+        "default-src 'self'; script-src 'self' 'nonce-{nonce}' 'wasm-unsafe-eval'; \
          style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src {connect}; \
          frame-src {jetpay_origin}; frame-ancestors 'none'; base-uri 'self'; form-action 'self'; \
          object-src 'none'"
     )
 }
 
+/// A fresh nonce per response: 128 random bits, base64url.
+fn new_nonce() -> String {
+    use base64::Engine as _;
+    let bytes: [u8; 16] = rand::random();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// What the header layer needs to know, fixed at start.
 #[derive(Clone)]
 pub struct Headers {
-    pub csp: HeaderValue,
+    pub jetpay_origin: String,
+    pub dev_reload: Option<u32>,
+    /// Send HSTS (production, behind TLS).
+    pub hsts: bool,
 }
+
+const HSTS: HeaderValue = HeaderValue::from_static("max-age=63072000; includeSubDomains");
 
 pub async fn set_headers(
     axum::extract::State(headers): axum::extract::State<Headers>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
+    let nonce = new_nonce();
+    request
+        .extensions_mut()
+        .insert(app::session::CspNonce(nonce.clone().into()));
+    let cacheable = request.uri().path().starts_with("/pkg/");
     let mut response = next.run(request).await;
+    let csp = content_security_policy(&headers.jetpay_origin, headers.dev_reload, &nonce);
     let h = response.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, headers.csp.clone());
+    if let Ok(csp) = HeaderValue::from_str(&csp) {
+        h.insert(header::CONTENT_SECURITY_POLICY, csp);
+    }
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -46,16 +72,62 @@ pub async fn set_headers(
         HeaderValue::from_static("strict-origin-when-cross-origin"),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if headers.hsts {
+        h.insert(header::STRICT_TRANSPORT_SECURITY, HSTS);
+    }
+    // Account pages and server functions carry personal data: no cache, shared or private, may
+    // keep them (a back button after sign-out must not show the cards).
+    if !cacheable && !h.contains_key(header::CACHE_CONTROL) {
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
     response
 }
 
-/// Refuses state-changing requests that a browser marks as coming from another site. Server
+/// The origins a browser may post from: the public URL's, and in development the other loopback
+/// names of the same port (a developer opens `localhost` as often as `127.0.0.1`).
+#[derive(Clone, Debug)]
+pub struct AllowedOrigins(Vec<String>);
+
+impl AllowedOrigins {
+    pub fn new(public_url: &url::Url, dev: bool) -> Self {
+        let own = public_url.origin().ascii_serialization();
+        let mut origins = vec![own];
+        let loopback = matches!(
+            public_url.host_str(),
+            Some("127.0.0.1" | "localhost" | "[::1]")
+        );
+        if dev && loopback {
+            let port = public_url
+                .port_or_known_default()
+                .map(|p| format!(":{p}"))
+                .unwrap_or_default();
+            for host in ["127.0.0.1", "localhost", "[::1]"] {
+                let origin = format!("{}://{host}{port}", public_url.scheme());
+                if !origins.contains(&origin) {
+                    origins.push(origin);
+                }
+            }
+        }
+        Self(origins)
+    }
+
+    fn allows(&self, origin: &str) -> bool {
+        self.0.iter().any(|o| o.eq_ignore_ascii_case(origin))
+    }
+}
+
+/// Refuses state-changing requests that a browser marks as coming from another origin. Server
 /// functions and forms are same-origin; Jetpay's webhook is not a browser and is mounted outside
-/// this layer.
-pub async fn same_origin_only(request: Request, next: Next) -> Response {
+/// this layer. `Origin` is compared with our public URL, never with `Host`: a proxy may rewrite
+/// `Host`, and a client can forge it.
+pub async fn same_origin_only(
+    axum::extract::State(allowed): axum::extract::State<AllowedOrigins>,
+    request: Request,
+    next: Next,
+) -> Response {
     if request.method() != Method::GET
         && request.method() != Method::HEAD
-        && is_cross_origin(&request)
+        && is_cross_origin(&request, &allowed)
     {
         tracing::warn!(path = %request.uri().path(), "cross-origin request refused");
         return (
@@ -67,33 +139,30 @@ pub async fn same_origin_only(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-fn is_cross_origin(request: &Request<Body>) -> bool {
+fn is_cross_origin(request: &Request<Body>, allowed: &AllowedOrigins) -> bool {
     let headers = request.headers();
     if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
         if site == "cross-site" || site == "same-site" {
             return true;
         }
     }
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+    match headers.get(header::ORIGIN).map(|v| v.to_str()) {
         // Non-browser clients send no Origin; a browser's cross-origin POST always does.
-        return false;
-    };
-    let Some(host) = headers.get(header::HOST).and_then(|v| v.to_str().ok()) else {
-        return true;
-    };
-    let origin_host = origin.split_once("://").map(|(_, rest)| rest).unwrap_or("");
-    origin == "null" || origin_host != host
+        None => false,
+        Some(Ok(origin)) => !allowed.allows(origin),
+        Some(Err(_)) => true,
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn request(origin: Option<&str>, site: Option<&str>) -> Request<Body> {
+    fn request(host: &str, origin: Option<&str>, site: Option<&str>) -> Request<Body> {
         let mut b = Request::builder()
             .method("POST")
             .uri("/api/x")
-            .header(header::HOST, "127.0.0.1:3000");
+            .header(header::HOST, host);
         if let Some(o) = origin {
             b = b.header(header::ORIGIN, o);
         }
@@ -103,25 +172,73 @@ mod tests {
         b.body(Body::empty()).unwrap()
     }
 
-    #[test]
-    fn cross_origin_detection() {
-        assert!(!is_cross_origin(&request(
-            Some("http://127.0.0.1:3000"),
-            Some("same-origin")
-        )));
-        assert!(!is_cross_origin(&request(None, None)));
-        assert!(is_cross_origin(&request(Some("http://evil.example"), None)));
-        assert!(is_cross_origin(&request(Some("null"), None)));
-        assert!(is_cross_origin(&request(
-            Some("http://127.0.0.1:3000"),
-            Some("cross-site")
-        )));
+    fn allowed(public: &str, dev: bool) -> AllowedOrigins {
+        AllowedOrigins::new(&url::Url::parse(public).unwrap(), dev)
     }
 
     #[test]
-    fn csp_limits_frames_to_jetpay() {
-        let csp = content_security_policy("http://127.0.0.1:3002", None);
+    fn cross_origin_detection() {
+        let a = allowed("http://127.0.0.1:3000", true);
+        let host = "127.0.0.1:3000";
+        assert!(!is_cross_origin(
+            &request(host, Some("http://127.0.0.1:3000"), Some("same-origin")),
+            &a
+        ));
+        assert!(!is_cross_origin(&request(host, None, None), &a));
+        assert!(is_cross_origin(
+            &request(host, Some("http://evil.example"), None),
+            &a
+        ));
+        assert!(is_cross_origin(&request(host, Some("null"), None), &a));
+        assert!(is_cross_origin(
+            &request(host, Some("http://127.0.0.1:3000"), Some("cross-site")),
+            &a
+        ));
+        // Other loopback names of the same port, in development only.
+        assert!(!is_cross_origin(
+            &request("localhost:3000", Some("http://localhost:3000"), None),
+            &a
+        ));
+        assert!(is_cross_origin(
+            &request("localhost:3001", Some("http://localhost:3001"), None),
+            &a
+        ));
+    }
+
+    #[test]
+    fn origin_is_compared_with_the_public_url_not_host() {
+        let a = allowed("https://cards.example.com", false);
+        // Behind a proxy that rewrites Host to the backend's address: still same origin.
+        assert!(!is_cross_origin(
+            &request("10.0.0.5:3000", Some("https://cards.example.com"), None),
+            &a
+        ));
+        // A forged Host that matches a forged Origin does not pass.
+        assert!(is_cross_origin(
+            &request("evil.example", Some("https://evil.example"), None),
+            &a
+        ));
+        // No loopback aliases in production.
+        assert!(
+            is_cross_origin(
+                &request("127.0.0.1:3000", Some("http://127.0.0.1:3000"), None),
+                &allowed("http://127.0.0.1:3000", false)
+            ) == false
+        );
+        assert!(is_cross_origin(
+            &request("localhost:3000", Some("http://localhost:3000"), None),
+            &allowed("http://127.0.0.1:3000", false)
+        ));
+    }
+
+    #[test]
+    fn csp_limits_frames_to_jetpay_and_scripts_to_the_nonce() {
+        let csp = content_security_policy("http://127.0.0.1:3002", None, "abc");
         assert!(csp.contains("frame-src http://127.0.0.1:3002;"));
         assert!(csp.contains("frame-ancestors 'none'"));
+        assert!(csp.contains("script-src 'self' 'nonce-abc' 'wasm-unsafe-eval';"));
+        let script_src = csp.split(';').find(|d| d.contains("script-src")).unwrap();
+        assert!(!script_src.contains("unsafe-inline"), "{csp}");
+        assert_ne!(new_nonce(), new_nonce());
     }
 }

@@ -11,7 +11,6 @@ use app::{
 };
 use axum::{
     extract::DefaultBodyLimit,
-    http::HeaderValue,
     middleware,
     routing::{get, post},
     Router,
@@ -24,8 +23,9 @@ use tower_sessions_sqlx_store::SqliteStore;
 use url::Url;
 
 use crate::{
+    client_ip,
     config::Config,
-    jetpay_setup::{self, JetpayConnection},
+    jetpay_setup::{self, JetpayConnection, WebhookSettings},
     jobs::Jobs,
     live, security,
     state::AppState,
@@ -35,6 +35,9 @@ use crate::{
 /// The name cargo-leptos gives the WASM, JS and CSS files (`name` in the workspace metadata).
 const OUTPUT_NAME: &str = "saved-cards";
 const SESSION_COOKIE: &str = "saved_cards_session";
+/// In production the `__Host-` prefix makes the browser insist on Secure, Path=/ and no Domain,
+/// so no subdomain can plant or read the session cookie.
+const SESSION_COOKIE_PROD: &str = "__Host-saved_cards_session";
 /// The largest form or server function body a page may send.
 const MAX_FORM_BYTES: usize = 64 * 1024;
 
@@ -103,11 +106,13 @@ impl Application {
         let jetpay = jetpay_setup::connect(&config, &public_url).await?;
         let settings = Settings {
             pending_timeout: config.pending_timeout,
-            dev_mode: !config.production,
+            dev_mode: config.seeds_demo_customer(),
+            ip_requests_per_minute: config.ip_requests_per_minute,
+            cards_added_per_hour: i64::from(config.cards_added_per_hour),
             ..Settings::default()
         };
         let backend = Backend::new(store.clone(), jetpay.client.clone(), settings);
-        if !config.production {
+        if config.seeds_demo_customer() {
             if let Err(e) = backend.seed_demo_customer().await {
                 tracing::warn!(error = %e, "could not seed the demo customer");
             }
@@ -115,8 +120,13 @@ impl Application {
 
         let session_store = SqliteStore::new(store.pool().clone());
         session_store.migrate().await?;
-        let sessions = SessionManagerLayer::new(session_store)
-            .with_name(SESSION_COOKIE)
+        let sessions = SessionManagerLayer::new(session_store.clone())
+            .with_name(if config.production {
+                SESSION_COOKIE_PROD
+            } else {
+                SESSION_COOKIE
+            })
+            .with_path("/")
             .with_http_only(true)
             .with_same_site(SameSite::Lax)
             .with_secure(config.production)
@@ -128,19 +138,23 @@ impl Application {
             .join("/webhooks/jetpay")
             .expect("static path joins")
             .to_string();
+        let webhook_settings = WebhookSettings {
+            callback_url: callback_url.clone(),
+            max_wait_seconds: config.webhook_max_wait_seconds,
+            max_batch_size: config.webhook_max_batch_size,
+        };
         tokio::spawn(jetpay_setup::register_webhook(
             jetpay.client.clone(),
             store.clone(),
-            callback_url.clone(),
-            config.webhook_max_wait_seconds,
-            config.webhook_max_batch_size,
+            webhook_settings.clone(),
         ));
         let gap_check = Arc::new(Notify::new());
         Jobs {
             backend: backend.clone(),
-            callback_url,
+            webhook: webhook_settings,
             sweep_interval: config.sweep_interval,
             gap_grace: config.gap_grace,
+            max_replays: config.gap_max_replays,
             gap_check: gap_check.clone(),
         }
         .spawn();
@@ -150,6 +164,9 @@ impl Application {
             backend: backend.clone(),
             verifier: jetpay::Verifier::new(jetpay.client.clone()),
             gap_check,
+            callback_url,
+            sessions: session_store,
+            streams: live::StreamSlots::default(),
         };
         let status = JetpayStatus {
             jetpay_mode: if jetpay.is_sandbox() {
@@ -162,12 +179,12 @@ impl Application {
             version: env!("CARGO_PKG_VERSION").into(),
         };
         let headers = security::Headers {
-            csp: HeaderValue::from_str(&security::content_security_policy(
-                &jetpay.origin(),
-                (!config.production).then_some(leptos_options.reload_port),
-            ))
-            .expect("CSP is ASCII"),
+            jetpay_origin: jetpay.origin(),
+            dev_reload: (!config.production).then_some(leptos_options.reload_port),
+            hsts: config.production,
         };
+        let allowed_origins = security::AllowedOrigins::new(&public_url, !config.production);
+        let client_ip = client_ip::ClientIpSource::new(config.trusted_client_ip_header.clone());
 
         let routes = generate_route_list(App);
         // The same context for pages, server functions and the not-found page, whose header
@@ -189,7 +206,10 @@ impl Application {
                 AppState,
                 _,
             >(context, shell))
-            .layer(middleware::from_fn(security::same_origin_only))
+            .layer(middleware::from_fn_with_state(
+                allowed_origins,
+                security::same_origin_only,
+            ))
             .layer(sessions)
             .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
             // A larger body is refused with 413 before anything reads it.
@@ -206,6 +226,10 @@ impl Application {
             .layer(middleware::from_fn_with_state(
                 headers,
                 security::set_headers,
+            ))
+            .layer(middleware::from_fn_with_state(
+                client_ip,
+                client_ip::establish,
             ))
             .layer(tower_http::trace::TraceLayer::new_for_http())
             .with_state(state);
@@ -226,7 +250,13 @@ impl Application {
     }
 
     pub async fn run(self) -> std::io::Result<()> {
+        #[cfg(feature = "sandbox")]
         let _sandbox = self.jetpay.sandbox;
-        axum::serve(self.listener, self.router.into_make_service()).await
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
     }
 }

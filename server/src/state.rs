@@ -6,6 +6,9 @@ use app::backend::Backend;
 use axum::extract::FromRef;
 use leptos::prelude::LeptosOptions;
 use tokio::sync::Notify;
+use tower_sessions_sqlx_store::SqliteStore;
+
+use crate::live::StreamSlots;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -14,6 +17,11 @@ pub struct AppState {
     pub verifier: jetpay::Verifier,
     /// Poked after each delivery so the gap check runs soon.
     pub gap_check: Arc<Notify>,
+    /// Our webhook's callback URL: deliveries are checked against its stored registration.
+    pub callback_url: String,
+    /// The session store, which live streams consult to end with their session.
+    pub sessions: SqliteStore,
+    pub streams: StreamSlots,
 }
 
 impl FromRef<AppState> for LeptosOptions {

@@ -1,8 +1,9 @@
 //! `POST /webhooks/jetpay`: Jetpay's signed deliveries.
 //!
-//! Order matters: verify the JWT against the raw bytes, then record and apply the whole batch in
-//! one transaction, commit, answer 2xx, and only then tell open pages (the backend publishes after
-//! commit). Anything that is not a valid delivery changes nothing.
+//! Order matters: the callback API key (cheap, and it tells our deliveries from other companies'),
+//! then the JWT against the raw bytes, then the batch's `webhookId`; only then record and apply the
+//! whole batch in one transaction, commit, answer 2xx, and tell open pages (the backend publishes
+//! after commit). Anything that is not a valid delivery of *our* webhook changes nothing.
 
 use axum::{
     body::Bytes,
@@ -11,17 +12,36 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use jetpay::VerifyError;
+use subtle::ConstantTimeEq;
 
 use crate::state::AppState;
 
 /// Largest delivery we accept: 100 events of a few hundred bytes fit many times over.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// Why a correctly signed delivery is still not ours. Jetpay signs every company's deliveries
+/// with the same keys, so a valid signature alone proves only that Jetpay sent it to *someone*.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum NotOurs {
+    #[error("no callback API key header")]
+    MissingApiKey,
+    #[error("the callback API key is not ours")]
+    WrongApiKey,
+    #[error("the batch is for webhook {0}, not ours")]
+    OtherWebhook(i64),
+}
+
 /// The webhook layer's one error type, mapped to HTTP in one place below.
 #[derive(Debug, thiserror::Error)]
 pub enum WebhookError {
     #[error("verification failed: {0}")]
     Unverified(#[from] VerifyError),
+    #[error("not our webhook: {0}")]
+    NotOurs(#[from] NotOurs),
+    /// Our registration is not stored yet (just started, Jetpay unreachable): we cannot tell
+    /// whose delivery this is, so Jetpay should try again later.
+    #[error("our webhook registration is not complete yet")]
+    NotRegistered,
     #[error("could not apply: {0}")]
     Apply(app::backend::AppError),
 }
@@ -39,12 +59,18 @@ impl IntoResponse for WebhookError {
             WebhookError::Unverified(VerifyError::KeysUnavailable(_)) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
-            WebhookError::Unverified(_) => StatusCode::UNAUTHORIZED,
+            WebhookError::Unverified(_) | WebhookError::NotOurs(_) => StatusCode::UNAUTHORIZED,
             // Nothing was committed; a non-2xx makes Jetpay deliver again.
-            WebhookError::Apply(_) => StatusCode::SERVICE_UNAVAILABLE,
+            WebhookError::NotRegistered | WebhookError::Apply(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         match &self {
             WebhookError::Unverified(e) => tracing::warn!(error = %e, "webhook delivery refused"),
+            WebhookError::NotOurs(e) => tracing::warn!(error = %e, "webhook delivery refused"),
+            WebhookError::NotRegistered => {
+                tracing::warn!(
+                    "webhook delivery before our registration completed; refused for now"
+                )
+            }
             WebhookError::Apply(e) => tracing::error!(error = %e, "webhook delivery not applied"),
         }
         (status, status.canonical_reason().unwrap_or("error")).into_response()
@@ -56,8 +82,24 @@ pub async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, WebhookError> {
+    let registration = state
+        .backend
+        .store
+        .webhook_registration(&state.callback_url)
+        .await
+        .map_err(|e| WebhookError::Apply(e.into()))?
+        .ok_or(WebhookError::NotRegistered)?;
+    let api_key = headers
+        .get(jetpay::unspecified::CALLBACK_API_KEY_HEADER)
+        .ok_or(NotOurs::MissingApiKey)?;
+    if !bool::from(api_key.as_bytes().ct_eq(registration.api_key.as_bytes())) {
+        return Err(NotOurs::WrongApiKey.into());
+    }
     let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
     let batch = state.verifier.verify(authorization, &body).await?;
+    if batch.webhook_id != registration.webhook_id {
+        return Err(NotOurs::OtherWebhook(batch.webhook_id).into());
+    }
     let outcomes = state.backend.apply_events(&batch.events).await?;
     tracing::info!(
         webhook = batch.webhook_id,

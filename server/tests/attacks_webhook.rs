@@ -24,6 +24,10 @@ struct Signed {
     app: TestApp,
     kid: String,
     key: EncodingKey,
+    /// Our webhook's id at the sandbox: what Jetpay puts in `webhookId`.
+    webhook_id: i64,
+    /// The owner's contact of each pending card made here, by Jetpay card id.
+    contacts: std::sync::Mutex<std::collections::HashMap<String, String>>,
     _dir: tempfile::TempDir,
 }
 
@@ -32,10 +36,13 @@ async fn spawn_signed() -> Signed {
     let path = dir.path().join("sandbox.db");
     let app = spawn_app_with(&[("JETPAY_SANDBOX_DB", path.to_str().unwrap())]).await;
     let (kid, key) = sandbox_key(&path).await;
+    let webhook_id = app.registration().await.webhook_id;
     Signed {
         app,
         kid,
         key,
+        webhook_id,
+        contacts: Default::default(),
         _dir: dir,
     }
 }
@@ -86,7 +93,32 @@ impl Signed {
         let customer = self.app.customer(name).await;
         let card = customer.add_card().await;
         let jetpay_card = self.app.jetpay_card_id(&card).await;
+        let contact = self.app.contact_of(&jetpay_card).await;
+        self.contacts
+            .lock()
+            .unwrap()
+            .insert(jetpay_card.clone(), contact);
         (customer, card, jetpay_card)
+    }
+
+    /// A tokenization event as Jetpay sends it: with the card owner's contact when the card was
+    /// made here, a contact of nobody's otherwise.
+    fn tokenized(&self, id: i64, jetpay_card: &str, state: &str) -> Value {
+        let contact = self
+            .contacts
+            .lock()
+            .unwrap()
+            .get(jetpay_card)
+            .cloned()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        json!({"id": id, "createdAt": "2026-11-25T10:15:30.123456Z", "type": CARD_EVENT,
+               "data": {"creditCardId": jetpay_card, "contactId": contact, "state": state,
+                        "brand": "visa", "last4": "4242", "expMonth": 12, "expYear": 2034}})
+    }
+
+    /// A batch for our webhook.
+    fn batch(&self, events: Vec<Value>) -> Vec<u8> {
+        serde_json::to_vec(&json!({"webhookId": self.webhook_id, "events": events})).unwrap()
     }
 
     async fn assert_nothing_changed(&self, card: &str) {
@@ -113,25 +145,18 @@ impl Signed {
         if let Some(a) = auth {
             request = request.header("authorization", a);
         }
+        // Jetpay sends our callback API key on every delivery of our webhook.
+        let key = self.app.registration().await.api_key;
+        request = request.header(jetpay::unspecified::CALLBACK_API_KEY_HEADER, key);
         request.send().await.unwrap().status().as_u16()
     }
-}
-
-fn tokenized(id: i64, jetpay_card: &str, state: &str) -> Value {
-    json!({"id": id, "createdAt": "2026-11-25T10:15:30.123456Z", "type": CARD_EVENT,
-           "data": {"creditCardId": jetpay_card, "contactId": uuid::Uuid::new_v4(), "state": state,
-                    "brand": "visa", "last4": "4242", "expMonth": 12, "expYear": 2034}})
-}
-
-fn batch(events: Vec<Value>) -> Vec<u8> {
-    serde_json::to_vec(&json!({"webhookId": 1, "events": events})).unwrap()
 }
 
 #[tokio::test]
 async fn claims_signed_with_the_trusted_key_but_wrong_are_refused() {
     let s = spawn_signed().await;
     let (_customer, card, jetpay_card) = s.pending_card("claims").await;
-    let body = batch(vec![tokenized(1_000_000, &jetpay_card, "succeeded")]);
+    let body = s.batch(vec![s.tokenized(1_000_000, &jetpay_card, "succeeded")]);
     let now = now();
 
     let with = |key: &str, value: Value| {
@@ -231,7 +256,7 @@ async fn claims_signed_with_the_trusted_key_but_wrong_are_refused() {
     let authorization = s.auth(&body);
     let mut spaced = body.clone();
     spaced.push(b' ');
-    let other = batch(vec![tokenized(1_000_001, &jetpay_card, "succeeded")]);
+    let other = s.batch(vec![s.tokenized(1_000_001, &jetpay_card, "succeeded")]);
     for changed in [&spaced, &other, &body[..body.len() - 1].to_vec()] {
         assert_eq!(
             s.deliver_as(Some("application/json"), Some(&authorization), changed)
@@ -263,7 +288,7 @@ async fn claims_signed_with_the_trusted_key_but_wrong_are_refused() {
 async fn deeply_nested_json_inside_the_token_is_refused() {
     let s = spawn_signed().await;
     let (_customer, card, jetpay_card) = s.pending_card("nested-token").await;
-    let body = batch(vec![tokenized(1_000_000, &jetpay_card, "succeeded")]);
+    let body = s.batch(vec![s.tokenized(1_000_000, &jetpay_card, "succeeded")]);
     use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
     let nested = format!("{}{}", "[".repeat(20_000), "]".repeat(20_000));
     let nested_b64 = URL_SAFE_NO_PAD.encode(nested.as_bytes());
@@ -300,7 +325,7 @@ async fn bodies_over_one_mib_get_413_and_change_nothing_and_one_mib_is_accepted(
     let limit = server::webhook::MAX_BODY_BYTES;
     let padded = |len: usize| {
         // JSON allows trailing whitespace; the signature covers it like any other byte.
-        let mut body = batch(vec![tokenized(1_000_000, &jetpay_card, "succeeded")]);
+        let mut body = s.batch(vec![s.tokenized(1_000_000, &jetpay_card, "succeeded")]);
         body.resize(len, b' ');
         body
     };
@@ -372,7 +397,7 @@ async fn chunked_post(app: &TestApp, auth: &str, total: usize) -> u16 {
 async fn malformed_truncated_and_deeply_nested_bodies_are_refused_signed_or_not() {
     let s = spawn_signed().await;
     let (_customer, card, jetpay_card) = s.pending_card("malformed").await;
-    let good = batch(vec![tokenized(1_000_000, &jetpay_card, "succeeded")]);
+    let good = s.batch(vec![s.tokenized(1_000_000, &jetpay_card, "succeeded")]);
     let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n)).into_bytes();
     let deep_objects =
         |n: usize| format!("{}1{}", r#"{"a":"#.repeat(n), "}".repeat(n)).into_bytes();
@@ -395,8 +420,8 @@ async fn malformed_truncated_and_deeply_nested_bodies_are_refused_signed_or_not(
         ("events null", br#"{"webhookId":1,"events":null}"#.to_vec()),
         ("events an object", br#"{"webhookId":1,"events":{}}"#.to_vec()),
         ("empty events", br#"{"webhookId":1,"events":[]}"#.to_vec()),
-        ("no webhookId", serde_json::to_vec(&json!({"events": [tokenized(1_000_000, &jetpay_card, "succeeded")]})).unwrap()),
-        ("webhookId a string", serde_json::to_vec(&json!({"webhookId": "1", "events": [tokenized(1_000_000, &jetpay_card, "succeeded")]})).unwrap()),
+        ("no webhookId", serde_json::to_vec(&json!({"events": [s.tokenized(1_000_000, &jetpay_card, "succeeded")]})).unwrap()),
+        ("webhookId a string", serde_json::to_vec(&json!({"webhookId": "1", "events": [s.tokenized(1_000_000, &jetpay_card, "succeeded")]})).unwrap()),
         ("100k nested arrays", deep(100_000)),
         ("100k unclosed arrays", b"[".repeat(100_000)),
         ("50k nested objects", deep_objects(50_000)),
@@ -433,7 +458,7 @@ async fn malformed_truncated_and_deeply_nested_bodies_are_refused_signed_or_not(
 async fn content_type_does_not_matter_the_signature_does() {
     let s = spawn_signed().await;
     let (_customer, card, jetpay_card) = s.pending_card("ctype").await;
-    let body = batch(vec![tokenized(1_000_000, &jetpay_card, "succeeded")]);
+    let body = s.batch(vec![s.tokenized(1_000_000, &jetpay_card, "succeeded")]);
     // Unsigned, whatever it claims to be: refused.
     for ct in [
         None,
@@ -472,16 +497,17 @@ async fn a_huge_batch_is_applied_when_signed_and_refused_before_parsing_when_not
     let s = spawn_signed().await;
     let (_customer, card, jetpay_card) = s.pending_card("huge").await;
     // Compact events (about 170 bytes each), so 5,000 fit under the 1 MiB limit.
-    let contact = uuid::Uuid::new_v4();
-    let event = |id: i64, card: &str| {
+    let nobody = uuid::Uuid::new_v4().to_string();
+    let owner = s.app.contact_of(&jetpay_card).await;
+    let event = |id: i64, card: &str, contact: &str| {
         json!({"id": id, "createdAt": "2026-11-25T10:15:30Z", "type": CARD_EVENT,
                "data": {"creditCardId": card, "contactId": contact, "state": "succeeded"}})
     };
     let mut events: Vec<Value> = (0..4_999)
-        .map(|i| event(2_000_000 + i, &format!("c{i}")))
+        .map(|i| event(2_000_000 + i, &format!("c{i}"), &nobody))
         .collect();
-    events.push(event(2_004_999, &jetpay_card));
-    let body = batch(events);
+    events.push(event(2_004_999, &jetpay_card, &owner));
+    let body = s.batch(events);
     assert!(
         body.len() < server::webhook::MAX_BODY_BYTES,
         "{}",
@@ -545,9 +571,9 @@ async fn events_with_missing_fields_are_recorded_as_malformed_and_the_batch_stil
         json!("event"),
         json!({"createdAt": ts, "type": CARD_EVENT, "data": {}}),
         // And the one good event, last.
-        tokenized(16, &jetpay_card, "succeeded"),
+        s.tokenized(16, &jetpay_card, "succeeded"),
     ];
-    let body = batch(events);
+    let body = s.batch(events);
     assert_eq!(
         s.deliver_as(Some("application/json"), Some(&s.auth(&body)), &body)
             .await,
@@ -579,4 +605,156 @@ async fn events_with_missing_fields_are_recorded_as_malformed_and_the_batch_stil
     assert_eq!(s.app.count("SELECT COUNT(*) FROM jetpay_events").await, 7);
     assert_eq!(s.app.card_state(&card).await, "active");
     s.assert_healthy().await;
+}
+
+/// A batch genuinely signed with Jetpay's key but for another webhook (another company's: Jetpay
+/// signs every company's deliveries alike) is refused whatever callback API key it carries, and
+/// records nothing; the same events in a batch for our webhook then apply.
+#[tokio::test]
+async fn a_signed_batch_for_another_webhook_is_refused_and_records_nothing() {
+    let s = spawn_signed().await;
+    let (_customer, card, jetpay_card) = s.pending_card("foreign").await;
+    let events = vec![s.tokenized(1_000_000, &jetpay_card, "succeeded")];
+    let foreign =
+        serde_json::to_vec(&json!({"webhookId": s.webhook_id + 1, "events": events})).unwrap();
+    let auth = s.auth(&foreign);
+    let ours = s.app.registration().await.api_key;
+    for key in [None, Some("another-companys-key"), Some(ours.as_str())] {
+        assert_eq!(
+            s.app.deliver_with_key(key, Some(&auth), &foreign).await,
+            401
+        );
+    }
+    s.assert_nothing_changed(&card).await;
+
+    // Our own webhook's batch, without our key or with a wrong one: also refused.
+    let body = s.batch(events);
+    let auth = s.auth(&body);
+    for key in [None, Some("wrong")] {
+        assert_eq!(s.app.deliver_with_key(key, Some(&auth), &body).await, 401);
+    }
+    s.assert_nothing_changed(&card).await;
+    assert_eq!(
+        s.deliver_as(Some("application/json"), Some(&auth), &body)
+            .await,
+        204
+    );
+    assert_eq!(s.app.card_state(&card).await, "active");
+}
+
+/// An event id first seen in a foreign batch must not turn our real event with that id into a
+/// "duplicate" (event ids are per company: another company's batch reuses ours).
+#[tokio::test]
+async fn a_foreign_event_id_does_not_poison_our_real_event() {
+    let s = spawn_signed().await;
+    let (_customer, card, jetpay_card) = s.pending_card("poison").await;
+    let poison = serde_json::to_vec(&json!({
+        "webhookId": s.webhook_id + 7,
+        "events": [s.tokenized(1_000_000, "someone-elses-card", "failed")]
+    }))
+    .unwrap();
+    assert_eq!(
+        s.deliver_as(Some("application/json"), Some(&s.auth(&poison)), &poison)
+            .await,
+        401
+    );
+    let real = s.batch(vec![s.tokenized(1_000_000, &jetpay_card, "succeeded")]);
+    assert_eq!(
+        s.deliver_as(Some("application/json"), Some(&s.auth(&real)), &real)
+            .await,
+        204
+    );
+    assert_eq!(s.app.card_state(&card).await, "active");
+    assert_eq!(
+        s.app
+            .backend
+            .store
+            .event_outcome(1_000_000)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("applied")
+    );
+}
+
+/// An event whose `contactId` is not the contact of the card's owner (a forwarded event, or one
+/// crafted from another customer's) is recorded as refused and moves nothing.
+#[tokio::test]
+async fn an_event_naming_another_customers_contact_is_refused() {
+    let s = spawn_signed().await;
+    let (_victim, card, jetpay_card) = s.pending_card("victim").await;
+    let (_other, _other_card, other_jetpay_card) = s.pending_card("other").await;
+    let other_contact = s.contacts.lock().unwrap()[&other_jetpay_card].clone();
+    let mut event = s.tokenized(1_000_000, &jetpay_card, "succeeded");
+    event["data"]["contactId"] = json!(other_contact);
+    event["data"]["last4"] = json!("0000");
+    let body = s.batch(vec![event]);
+    let changes_before = s.app.count("SELECT COUNT(*) FROM card_changes").await;
+    assert_eq!(
+        s.deliver_as(Some("application/json"), Some(&s.auth(&body)), &body)
+            .await,
+        204
+    );
+    assert_eq!(s.app.card_state(&card).await, "pending");
+    assert_eq!(
+        s.app
+            .backend
+            .store
+            .event_outcome(1_000_000)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("refused")
+    );
+    assert_eq!(
+        s.app.count("SELECT COUNT(*) FROM card_changes").await,
+        changes_before
+    );
+    // The owner's genuine result still lands.
+    let body = s.batch(vec![s.tokenized(1_000_001, &jetpay_card, "succeeded")]);
+    assert_eq!(
+        s.deliver_as(Some("application/json"), Some(&s.auth(&body)), &body)
+            .await,
+        204
+    );
+    assert_eq!(s.app.card_state(&card).await, "active");
+}
+
+/// A token signed with Jetpay's key but valid for a year (Jetpay's live about 90 s) is refused.
+#[tokio::test]
+async fn a_token_with_a_far_future_exp_is_refused() {
+    let s = spawn_signed().await;
+    let (_customer, card, jetpay_card) = s.pending_card("far-future").await;
+    let body = s.batch(vec![s.tokenized(1_000_000, &jetpay_card, "succeeded")]);
+    let mut claims = claims_for(&body);
+    claims["exp"] = json!(now() + 365 * 24 * 3600);
+    assert_eq!(
+        s.deliver_as(Some("application/json"), Some(&s.token(&claims)), &body)
+            .await,
+        401
+    );
+    s.assert_nothing_changed(&card).await;
+}
+
+/// The same genuinely signed batch delivered three times is applied once.
+#[tokio::test]
+async fn the_same_signed_batch_three_times_is_applied_once() {
+    let s = spawn_signed().await;
+    let (_customer, card, jetpay_card) = s.pending_card("thrice").await;
+    let body = s.batch(vec![s.tokenized(1_000_000, &jetpay_card, "succeeded")]);
+    let auth = s.auth(&body);
+    let changes_before = s.app.count("SELECT COUNT(*) FROM card_changes").await;
+    for _ in 0..3 {
+        assert_eq!(
+            s.deliver_as(Some("application/json"), Some(&auth), &body)
+                .await,
+            204
+        );
+    }
+    assert_eq!(s.app.count("SELECT COUNT(*) FROM jetpay_events").await, 1);
+    assert_eq!(
+        s.app.count("SELECT COUNT(*) FROM card_changes").await,
+        changes_before + 1
+    );
+    assert_eq!(s.app.card_state(&card).await, "active");
 }

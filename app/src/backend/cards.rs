@@ -3,8 +3,9 @@
 
 use jetpay::wire::{Event, NewContact};
 
-use super::{now_ms, store::Change, store::EventOutcome, AppError, Backend};
+use super::{limits::Action, now_ms, store::Change, store::EventOutcome, AppError, Backend};
 use crate::model::CardView;
+use crate::session::ClientIp;
 
 /// What Add card gives the page: the new pending card's id and Jetpay's form to frame.
 #[derive(Debug, Clone)]
@@ -38,12 +39,26 @@ impl Backend {
         &self,
         customer_id: &str,
         replaces: Option<&str>,
+        ip: Option<ClientIp>,
     ) -> Result<AddedCard, AppError> {
+        self.ip_limits.check(Action::AddCard, ip)?;
         let lock = self.customer_lock(customer_id);
         let _guard = lock.lock().await;
 
         if self.store.count_pending(customer_id).await? >= self.settings.pending_cap {
             return Err(AppError::TooManyPending(self.settings.pending_cap));
+        }
+        // The pending cap alone is not a bound: add, remove, add again asks Jetpay for a new
+        // URL each time. Every card row, removed or not, stands for one URL.
+        let hour_ago = now_ms() - 3_600_000;
+        let limit = self.settings.cards_added_per_hour;
+        if self
+            .store
+            .count_cards_added_since(customer_id, hour_ago)
+            .await?
+            >= limit
+        {
+            return Err(AppError::TooManyCardsAdded(limit));
         }
         let contact_id = self.ensure_contact(customer_id).await?;
         let contact_uuid = uuid::Uuid::parse_str(&contact_id)

@@ -19,7 +19,11 @@ pub enum AppError {
     EmailTaken,
     WrongCredentials,
     SignInRateLimited,
+    /// Too many requests of one kind from one client address.
+    RateLimited,
     TooManyPending(i64),
+    /// The customer asked for this many tokenization URLs within the last hour.
+    TooManyCardsAdded(i64),
     CardNotFound,
     Jetpay(jetpay::Error),
     Store(StoreError),
@@ -67,6 +71,12 @@ impl AppError {
             AppError::SignInRateLimited => {
                 "Too many sign-in attempts. Wait 15 minutes, then try again.".into()
             }
+            AppError::RateLimited => {
+                "Too many requests from your network. Wait a minute, then try again.".into()
+            }
+            AppError::TooManyCardsAdded(limit) => format!(
+                "You've started adding {limit} cards in the last hour. Wait an hour before adding another, or use one of your saved cards."
+            ),
             AppError::TooManyPending(cap) => format!(
                 "You already have {cap} cards being verified. Wait for them to finish, or remove one, before adding another."
             ),
@@ -99,7 +109,9 @@ impl AppError {
             AppError::NotSignedIn | AppError::WrongCredentials => S::UNAUTHORIZED,
             AppError::InvalidInput(_) => S::UNPROCESSABLE_ENTITY,
             AppError::EmailTaken | AppError::TooManyPending(_) => S::CONFLICT,
-            AppError::SignInRateLimited => S::TOO_MANY_REQUESTS,
+            AppError::SignInRateLimited
+            | AppError::RateLimited
+            | AppError::TooManyCardsAdded(_) => S::TOO_MANY_REQUESTS,
             AppError::CardNotFound => S::NOT_FOUND,
             AppError::Jetpay(_) => S::BAD_GATEWAY,
             AppError::Store(StoreError::Busy(_)) => S::SERVICE_UNAVAILABLE,

@@ -5,12 +5,15 @@
 
 pub mod accounts;
 pub mod cards;
+pub mod counters;
 pub mod error;
+pub mod limits;
 pub mod notify;
 pub mod store;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
+pub use counters::Counters;
 pub use error::AppError;
 pub use notify::Notifier;
 pub use store::Store;
@@ -31,9 +34,15 @@ pub struct Settings {
     pub form_url_ttl: Duration,
     /// Show development conveniences (the demo customer's credentials on the sign-in page).
     pub dev_mode: bool,
-    /// Sign-in attempts allowed per email in `sign_in_window` before refusing for a while.
+    /// Failed sign-ins allowed per (email, client IP) in `sign_in_window` before refusing for a
+    /// while.
     pub sign_in_attempts: u32,
     pub sign_in_window: Duration,
+    /// Sign-ups, sign-ins and Add card requests allowed per client IP per minute, each.
+    pub ip_requests_per_minute: u32,
+    /// Tokenization URLs (Add card, Try again) a customer may ask Jetpay for per hour, whatever
+    /// became of the cards: removing cards does not buy more.
+    pub cards_added_per_hour: i64,
 }
 
 impl Default for Settings {
@@ -45,6 +54,8 @@ impl Default for Settings {
             dev_mode: false,
             sign_in_attempts: 5,
             sign_in_window: Duration::from_secs(15 * 60),
+            ip_requests_per_minute: 30,
+            cards_added_per_hour: 10,
         }
     }
 }
@@ -55,10 +66,14 @@ pub struct Backend {
     pub jetpay: jetpay::Client,
     pub notifier: Notifier,
     pub settings: Settings,
+    pub counters: Counters,
     /// One lock per customer around "ensure contact, check the cap, add a card", so concurrent
     /// requests create exactly one Jetpay contact and cannot overshoot the pending cap.
     customer_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    sign_in_limiter: accounts::SignInLimiter,
+    sign_in_limiter: limits::SignInLimiter,
+    ip_limits: limits::IpLimits,
+    /// Bounds concurrent argon2 work (each hash holds ~19 MiB) to the number of cores.
+    hashing: tokio::sync::Semaphore,
 }
 
 impl Backend {
@@ -67,13 +82,23 @@ impl Backend {
             store,
             jetpay,
             notifier: Notifier::new(),
-            sign_in_limiter: accounts::SignInLimiter::new(
+            counters: Counters::default(),
+            sign_in_limiter: limits::SignInLimiter::new(
                 settings.sign_in_attempts,
                 settings.sign_in_window,
+            ),
+            ip_limits: limits::IpLimits::new(settings.ip_requests_per_minute),
+            hashing: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
             ),
             settings,
             customer_locks: Default::default(),
         })
+    }
+
+    /// Housekeeping for the in-memory limiters; the background beat calls it.
+    pub fn forget_idle_limits(&self) {
+        self.ip_limits.forget_idle();
     }
 
     fn customer_lock(&self, customer_id: &str) -> Arc<tokio::sync::Mutex<()>> {

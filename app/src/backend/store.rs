@@ -77,6 +77,10 @@ pub enum EventOutcome {
     UnknownCard,
     UnknownType,
     Malformed,
+    /// The event names a card whose owner's Jetpay contact is not the event's `contactId`:
+    /// recorded, never applied, so a forwarded or crafted event cannot touch another customer's
+    /// card.
+    Refused,
 }
 
 impl EventOutcome {
@@ -88,7 +92,28 @@ impl EventOutcome {
             EventOutcome::UnknownCard => "unknown_card",
             EventOutcome::UnknownType => "unknown_type",
             EventOutcome::Malformed => "malformed",
+            EventOutcome::Refused => "refused",
         }
+    }
+}
+
+/// The webhook we registered at Jetpay. A delivery is ours only if it names `webhook_id` and
+/// carries `api_key`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookRegistration {
+    pub identifier: String,
+    pub webhook_id: i64,
+    pub api_key: String,
+}
+
+impl std::fmt::Debug for WebhookRegistration {
+    /// Never prints the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookRegistration")
+            .field("identifier", &self.identifier)
+            .field("webhook_id", &self.webhook_id)
+            .field("api_key", &"***")
+            .finish()
     }
 }
 
@@ -214,6 +239,17 @@ impl Store {
     }
 
     // ---- cards -----------------------------------------------------------------------------
+
+    /// Cards (in any state, removed ones included) the customer added since `since` (ms): each
+    /// one cost a tokenization URL at Jetpay.
+    pub async fn count_cards_added_since(&self, customer_id: &str, since: i64) -> Result<i64> {
+        sqlx::query_scalar("SELECT COUNT(*) FROM cards WHERE customer_id = $1 AND created_at >= $2")
+            .bind(customer_id)
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::classify)
+    }
 
     pub async fn count_pending(&self, customer_id: &str) -> Result<i64> {
         sqlx::query_scalar(
@@ -538,19 +574,47 @@ impl Store {
         Ok((outcomes, changes))
     }
 
-    /// The lowest event id missing between the first and the last id received, if any: events
-    /// ids are never skipped, so a hole means a delivery was lost.
-    pub async fn first_missing_event_id(&self) -> Result<Option<i64>> {
-        let row: Option<(i64,)> = sqlx::query_as(
-            "SELECT e.event_id + 1 FROM jetpay_events e \
-             WHERE e.event_id < (SELECT MAX(event_id) FROM jetpay_events) \
-               AND NOT EXISTS (SELECT 1 FROM jetpay_events n WHERE n.event_id = e.event_id + 1) \
-             ORDER BY e.event_id LIMIT 1",
+    /// Up to `limit` received event ids above `after`, ascending: the gap check walks these
+    /// from where it last found everything contiguous, so it never rescans the whole history.
+    pub async fn event_ids_after(&self, after: i64, limit: i64) -> Result<Vec<i64>> {
+        sqlx::query_scalar(
+            "SELECT event_id FROM jetpay_events WHERE event_id > $1 ORDER BY event_id LIMIT $2",
         )
-        .fetch_optional(&self.pool)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::classify)
+    }
+
+    /// The lowest event id received, if any.
+    pub async fn oldest_event_id(&self) -> Result<Option<i64>> {
+        sqlx::query_scalar("SELECT MIN(event_id) FROM jetpay_events")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(StoreError::classify)
+    }
+
+    /// Holes we stopped asking Jetpay to fill.
+    pub async fn given_up_gaps(&self) -> Result<Vec<i64>> {
+        sqlx::query_scalar("SELECT event_id FROM event_gaps ORDER BY event_id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::classify)
+    }
+
+    pub async fn give_up_gap(&self, event_id: i64, replays: u32) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO event_gaps (event_id, replays, given_up_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (event_id) DO NOTHING",
+        )
+        .bind(event_id)
+        .bind(i64::from(replays))
+        .bind(now_ms())
+        .execute(&self.pool)
         .await
         .map_err(StoreError::classify)?;
-        Ok(row.map(|r| r.0))
+        Ok(())
     }
 
     /// The highest event id received, if any.
@@ -570,13 +634,20 @@ impl Store {
             .map_err(StoreError::classify)
     }
 
-    /// Card changes of one customer after `seq`, oldest first (live stream resume).
-    pub async fn changes_since(&self, customer_id: &str, seq: i64) -> Result<Vec<Change>> {
+    /// Up to `limit` card changes of one customer after `seq`, oldest first (live stream resume;
+    /// callers page through until a page comes back short).
+    pub async fn changes_since(
+        &self,
+        customer_id: &str,
+        seq: i64,
+        limit: i64,
+    ) -> Result<Vec<Change>> {
         let rows: Vec<(i64, String, String)> = sqlx::query_as(
-            "SELECT seq, card_id, announcement FROM card_changes WHERE customer_id = $1 AND seq > $2 ORDER BY seq LIMIT 500",
+            "SELECT seq, card_id, announcement FROM card_changes WHERE customer_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )
         .bind(customer_id)
         .bind(seq)
+        .bind(limit)
         .fetch_all(&self.pool)
         .await
         .map_err(StoreError::classify)?;
@@ -604,25 +675,63 @@ impl Store {
 
     // ---- webhook registration --------------------------------------------------------------
 
+    /// The identifier of our webhook once its registration is complete.
     pub async fn webhook_identifier(&self, callback_url: &str) -> Result<Option<String>> {
-        sqlx::query_scalar("SELECT identifier FROM jetpay_webhooks WHERE callback_url = $1")
-            .bind(callback_url)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(StoreError::classify)
+        Ok(self
+            .webhook_registration(callback_url)
+            .await?
+            .map(|r| r.identifier))
     }
 
-    pub async fn save_webhook_identifier(
+    /// Our complete registration (identifier, numeric id and key), if there is one.
+    pub async fn webhook_registration(
         &self,
         callback_url: &str,
-        identifier: &str,
-    ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO jetpay_webhooks (callback_url, identifier, registered_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (callback_url) DO UPDATE SET identifier = excluded.identifier",
+    ) -> Result<Option<WebhookRegistration>> {
+        let row: Option<(String, Option<i64>, Option<String>)> = sqlx::query_as(
+            "SELECT identifier, webhook_id, api_key FROM jetpay_webhooks WHERE callback_url = $1",
         )
         .bind(callback_url)
-        .bind(identifier)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::classify)?;
+        Ok(row.and_then(|(identifier, webhook_id, api_key)| {
+            Some(WebhookRegistration {
+                identifier,
+                webhook_id: webhook_id?,
+                api_key: api_key?,
+            })
+        }))
+    }
+
+    /// The callback API key stored for `callback_url`, complete registration or not: reused, so a
+    /// re-registration never invalidates deliveries already signed with it in flight.
+    pub async fn webhook_api_key(&self, callback_url: &str) -> Result<Option<String>> {
+        Ok(sqlx::query_scalar::<_, Option<String>>(
+            "SELECT api_key FROM jetpay_webhooks WHERE callback_url = $1",
+        )
+        .bind(callback_url)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(StoreError::classify)?
+        .flatten())
+    }
+
+    pub async fn save_webhook_registration(
+        &self,
+        callback_url: &str,
+        registration: &WebhookRegistration,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO jetpay_webhooks (callback_url, identifier, webhook_id, api_key, registered_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (callback_url) DO UPDATE SET identifier = excluded.identifier, \
+             webhook_id = excluded.webhook_id, api_key = excluded.api_key",
+        )
+        .bind(callback_url)
+        .bind(&registration.identifier)
+        .bind(registration.webhook_id)
+        .bind(&registration.api_key)
         .bind(now_ms())
         .execute(&self.pool)
         .await
@@ -741,16 +850,24 @@ async fn apply_tokenized(
     now: i64,
     changes: &mut Vec<Change>,
 ) -> Result<EventOutcome> {
-    let card: Option<(String, String)> =
-        sqlx::query_as("SELECT id, customer_id FROM cards WHERE jetpay_card_id = $1")
-            .bind(&data.credit_card_id)
-            .fetch_optional(&mut **tx)
-            .await
-            .map_err(StoreError::classify)?;
-    let Some((card_id, customer_id)) = card else {
+    let card: Option<(String, String, Option<String>)> = sqlx::query_as(
+        "SELECT c.id, c.customer_id, cu.jetpay_contact_id FROM cards c \
+         JOIN customers cu ON cu.id = c.customer_id WHERE c.jetpay_card_id = $1",
+    )
+    .bind(&data.credit_card_id)
+    .fetch_optional(&mut **tx)
+    .await
+    .map_err(StoreError::classify)?;
+    let Some((card_id, customer_id, contact_id)) = card else {
         keep_early_result(tx, data, now).await?;
         return Ok(EventOutcome::UnknownCard);
     };
+    // Jetpay's card ids are its own; only the owner's contact may speak for the card.
+    let owner_contact = contact_id.and_then(|c| uuid::Uuid::parse_str(&c).ok());
+    if owner_contact != Some(data.contact_id) {
+        tracing::warn!(card = %card_id, "tokenization event for another contact refused");
+        return Ok(EventOutcome::Refused);
+    }
     let (state, failure_reason) = match data.state {
         TokenizationState::Succeeded => ("active", None),
         TokenizationState::Failed => (

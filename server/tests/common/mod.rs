@@ -6,7 +6,7 @@ pub mod faults;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use app::backend::Backend;
+use app::backend::{store::WebhookRegistration, Backend};
 use reqwest::StatusCode;
 use serde_json::Value;
 use server::{config::Config, startup::Application};
@@ -142,14 +142,53 @@ impl TestApp {
         );
     }
 
-    /// Posts a body to the webhook with the given Authorization header.
+    /// Our webhook registration at the sandbox: its numeric id and the callback API key Jetpay
+    /// sends back on every delivery of it.
+    pub async fn registration(&self) -> WebhookRegistration {
+        self.backend
+            .store
+            .webhook_registration(&self.url("/webhooks/jetpay"))
+            .await
+            .unwrap()
+            .expect("webhook registered")
+    }
+
+    /// The Jetpay contact of the customer who owns a Jetpay card id: what Jetpay's event for
+    /// that card carries as `contactId`.
+    pub async fn contact_of(&self, jetpay_card_id: &str) -> String {
+        sqlx::query_scalar(
+            "SELECT cu.jetpay_contact_id FROM cards c JOIN customers cu ON cu.id = c.customer_id \
+             WHERE c.jetpay_card_id = $1",
+        )
+        .bind(jetpay_card_id)
+        .fetch_one(self.backend.store.pool())
+        .await
+        .unwrap()
+    }
+
+    /// Posts a body to the webhook with the given Authorization header and our callback API key,
+    /// as Jetpay delivers to our webhook.
     pub async fn deliver(&self, authorization: Option<&str>, body: &[u8]) -> StatusCode {
+        let key = self.registration().await.api_key;
+        self.deliver_with_key(Some(&key), authorization, body).await
+    }
+
+    /// Posts a body with the given callback API key header (or none).
+    pub async fn deliver_with_key(
+        &self,
+        api_key: Option<&str>,
+        authorization: Option<&str>,
+        body: &[u8],
+    ) -> StatusCode {
         let mut request = reqwest::Client::new()
             .post(self.url("/webhooks/jetpay"))
             .header("content-type", "application/json")
             .body(body.to_vec());
         if let Some(a) = authorization {
             request = request.header("authorization", a);
+        }
+        if let Some(k) = api_key {
+            request = request.header(jetpay::unspecified::CALLBACK_API_KEY_HEADER, k);
         }
         request.send().await.unwrap().status()
     }

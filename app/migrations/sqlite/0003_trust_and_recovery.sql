@@ -1,0 +1,16 @@
+-- What ties a delivery to our registration: Jetpay signs every company's deliveries with the same
+-- keys, so a batch must also name our webhook's numeric id and carry the random callback API key
+-- we registered (never logged). Filled in at the next registration for older databases.
+ALTER TABLE jetpay_webhooks ADD COLUMN webhook_id BIGINT;
+ALTER TABLE jetpay_webhooks ADD COLUMN api_key TEXT;
+
+-- Holes in the received event ids that replays never filled: after a few attempts we stop asking
+-- Jetpay, record the hole here (readiness reports it), and the gap check steps over it.
+CREATE TABLE event_gaps (
+    event_id    BIGINT PRIMARY KEY,
+    replays     INTEGER NOT NULL,
+    given_up_at BIGINT NOT NULL
+);
+
+-- Tokenization URLs asked per customer per hour are counted from cards, removed ones included.
+CREATE INDEX cards_by_customer_created ON cards (customer_id, created_at);
