@@ -199,7 +199,8 @@ pub fn SignInPage() -> impl IntoView {
         <Title text="Sign in"/>
         <h1 tabindex="-1">"Sign in"</h1>
         <ActionForm action=action attr:class="stack" attr:aria-label="Sign in">
-            <input type="hidden" name="next" prop:value=next/>
+            // An attribute, not a property: a form posted without JavaScript must carry it too.
+            <input type="hidden" name="next" value=next/>
             <label for="email">"Email"</label>
             <input id="email" type="email" name="email" autocomplete="email" required/>
             <label for="password">"Password"</label>

@@ -223,8 +223,11 @@ impl CardsState {
             return;
         }
         let now = now_ms();
-        let recent = now - self.announced_at.get_value() < 1500.0;
-        self.announced_at.set_value(now);
+        let Some(last) = self.announced_at.try_get_value() else {
+            return;
+        };
+        let recent = now - last < 1500.0;
+        self.announced_at.try_set_value(now);
         self.announcement.update(|text| {
             if recent && !text.is_empty() && !text.contains(sentence) {
                 text.push(' ');
@@ -238,31 +241,41 @@ impl CardsState {
     /// Loads the list again; at most one load runs at a time, and a request made meanwhile runs
     /// once after it. A failed load keeps the list and shows "Reconnecting…".
     pub fn refresh(self) {
-        if self.refreshing.get_value() {
-            self.again.set_value(true);
+        // The page may be gone by the time a late event or answer calls this.
+        let Some(busy) = self.refreshing.try_get_value() else {
+            return;
+        };
+        if busy {
+            self.again.try_set_value(true);
             return;
         }
-        self.refreshing.set_value(true);
+        self.refreshing.try_set_value(true);
         leptos::task::spawn_local(async move {
             loop {
-                match list_cards().await {
-                    Ok(page) => self.apply(page),
-                    Err(_) => self.reconnecting.set(true),
+                let result = list_cards().await;
+                if self.cards.is_disposed() {
+                    return;
                 }
-                if !self.again.get_value() {
+                match result {
+                    Ok(page) => self.apply(page),
+                    Err(_) => set_if_changed(self.reconnecting, true),
+                }
+                if !self.again.try_get_value().unwrap_or(false) {
                     break;
                 }
-                self.again.set_value(false);
+                self.again.try_set_value(false);
             }
-            self.refreshing.set_value(false);
+            self.refreshing.try_set_value(false);
         });
     }
 
     fn apply(&self, page: CardsPage) {
-        self.reconnecting.set(false);
+        // Signals notify on every `set`, equal or not: set only what changed, so that nothing
+        // downstream (the live connection follows `signed_in`) restarts for nothing.
+        set_if_changed(self.reconnecting, false);
         if !page.signed_in {
-            self.signed_in.set(false);
-            self.cards.set(Vec::new());
+            set_if_changed(self.signed_in, false);
+            set_if_changed(self.cards, Vec::new());
             return;
         }
         let old_default = self
@@ -273,14 +286,18 @@ impl CardsState {
                 self.announce(&format!("{} is now your default card.", new.title()));
             }
         }
-        self.signed_in.set(true);
-        self.this_month.set(page.this_month);
+        set_if_changed(self.signed_in, true);
+        set_if_changed(self.this_month, page.this_month);
         if self.seq.get_untracked() < page.seq {
             self.seq.set(page.seq);
         }
-        if self.cards.with_untracked(|cards| *cards != page.cards) {
-            self.cards.set(page.cards);
-        }
+        set_if_changed(self.cards, page.cards);
+    }
+}
+
+fn set_if_changed<T: PartialEq + Send + Sync + 'static>(signal: RwSignal<T>, value: T) {
+    if signal.with_untracked(|current| *current != value) {
+        signal.set(value);
     }
 }
 
@@ -341,10 +358,14 @@ fn CardsView(page: CardsPage) -> impl IntoView {
     Effect::new(move |_| {
         if state.signed_in.get() {
             live::follow(
-                move || state.seq.get_untracked(),
+                move || state.seq.try_get_untracked().unwrap_or_default(),
                 move |event| match event {
                     LiveEvent::Change(change) => {
-                        if state.seq.get_untracked() < change.seq {
+                        if state
+                            .seq
+                            .try_get_untracked()
+                            .is_some_and(|seq| seq < change.seq)
+                        {
                             state.seq.set(change.seq);
                         }
                         state.announce(&change.announcement);

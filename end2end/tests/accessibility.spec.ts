@@ -5,6 +5,7 @@ import {
   SLOW,
   SUCCESS,
   dropConsoleErrors,
+  expectReceived,
   expectAccessible,
   openForm,
   signUp,
@@ -40,7 +41,7 @@ test('keyboard only: add a card without touching the mouse', async ({ page }) =>
   await page.keyboard.press('Tab');
   await page.keyboard.type('H2X 1Y4', { delay: 30 });
   await page.keyboard.press('Enter');
-  await expect(frame.getByRole('heading', { name: 'Card received' })).toBeVisible();
+  await expectReceived(frame);
   const row = page.getByTestId('card').first();
   await expect(row.getByTestId('state')).toHaveText('Active');
   await expect(row).toBeFocused();

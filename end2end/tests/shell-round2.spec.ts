@@ -26,7 +26,7 @@ test('Skip to content moves focus to the main area after hydration', async ({ pa
 test('client-side navigation focuses the new page heading and announces it', async ({ page }) => {
   await page.goto('/');
   await waitForHydration(page);
-  await page.getByRole('link', { name: 'Account → Saved cards' }).click();
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Account → Saved cards' }).click();
   await expect(page).toHaveURL(/\/account\/cards$/);
   await expect(page.getByRole('heading', { level: 1, name: 'Saved cards' })).toBeFocused();
   await expect(page.getByTestId('route-announcer')).toHaveText('Saved cards');

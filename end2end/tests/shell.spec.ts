@@ -29,7 +29,7 @@ test('a server function round trip answers from the server', async ({ page }) =>
   const answered = page.waitForResponse(
     (r) => r.url().endsWith('/api/list_cards') && r.request().method() === 'POST',
   );
-  await page.getByRole('link', { name: 'Account → Saved cards' }).click();
+  await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: 'Account → Saved cards' }).click();
   const response = await answered;
   expect(response.status()).toBe(200);
   const body = await response.json();

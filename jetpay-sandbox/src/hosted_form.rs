@@ -329,19 +329,22 @@ list.addEventListener('click',function(ev){var id=(ev.target.getAttribute('href'
 if(!summary.hidden)summary.focus();
 })();"#;
 
-/// Tells the framing platform that the form was submitted (never the outcome).
+/// Tells the framing platform that the form was submitted (never the outcome). Where the browser
+/// names the parent's origin (`ancestorOrigins`), only that one of the allowed origins is used.
 const CONFIRM_JS: &str = r#"(function(){
 var el=document.getElementById('jetpay-message');if(!el||window.parent===window)return;
 var d=JSON.parse(el.textContent);if(!d.message)return;
-d.origins.forEach(function(o){try{window.parent.postMessage(d.message,o);}catch(e){}});
+var a=location.ancestorOrigins,to=a&&a.length?d.origins.filter(function(o){return o===a[0];}):d.origins;
+to.forEach(function(o){try{window.parent.postMessage(d.message,o);}catch(e){}});
 })();"#;
 
 /// Tells the framing platform the page's height whenever it changes, so the frame fits it.
 const RESIZE_JS: &str = r#"(function(){
 var el=document.getElementById('jetpay-message');if(!el||window.parent===window)return;
 var d=JSON.parse(el.textContent),last=0;
+var a=location.ancestorOrigins,to=a&&a.length?d.origins.filter(function(o){return o===a[0];}):d.origins;
 function post(){var h=Math.ceil(document.documentElement.getBoundingClientRect().height);if(h===last)return;last=h;
-d.origins.forEach(function(o){try{window.parent.postMessage({type:d.resize,height:h},o);}catch(e){}});}
+to.forEach(function(o){try{window.parent.postMessage({type:d.resize,height:h},o);}catch(e){}});}
 if(window.ResizeObserver)new ResizeObserver(post).observe(document.documentElement);
 window.addEventListener('load',post);post();
 })();"#;

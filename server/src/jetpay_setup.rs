@@ -102,6 +102,7 @@ pub async fn connect(config: &Config, public_url: &Url) -> Result<JetpayConnecti
 
 /// The origins that may frame the sandbox's card form: ours, and in development the other
 /// loopback name too, so that opening the site as `localhost` or `127.0.0.1` both work.
+#[cfg(feature = "sandbox")]
 fn frame_ancestors(public_url: &Url) -> Vec<String> {
     let ours = public_url.origin().ascii_serialization();
     let other = match public_url.host_str() {
@@ -224,7 +225,7 @@ pub async fn try_register(
     Ok(registration)
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "sandbox"))]
 mod tests {
     use super::*;
 
