@@ -55,6 +55,9 @@ pub struct Config {
     /// `JETPAY_SANDBOX_RETRY_BASE_MS`: the embedded sandbox's first retry pause (default 500).
     /// Tests shorten it to reach Jetpay's `failed` state in seconds.
     pub sandbox_retry_base: Duration,
+    /// `JETPAY_SANDBOX_MAX_ATTEMPTS`: failed deliveries in a row before the embedded sandbox
+    /// marks a webhook `failed` (default: `jetpay::unspecified::MAX_DELIVERY_ATTEMPTS`).
+    pub sandbox_max_attempts: u32,
     /// `TRUSTED_CLIENT_IP_HEADER`: behind a reverse proxy, the header it sets to the client's
     /// address (e.g. `X-Forwarded-For`; its last entry is used). Unset: the peer address, and any
     /// such header from the client is ignored.
@@ -244,6 +247,11 @@ impl Config {
                     .transpose()?
                     .unwrap_or(500),
             ),
+            sandbox_max_attempts: positive(
+                "JETPAY_SANDBOX_MAX_ATTEMPTS",
+                get("JETPAY_SANDBOX_MAX_ATTEMPTS"),
+                jetpay::unspecified::MAX_DELIVERY_ATTEMPTS,
+            )?,
             trusted_client_ip_header: get("TRUSTED_CLIENT_IP_HEADER")
                 .map(|v| {
                     parse(

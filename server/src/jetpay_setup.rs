@@ -84,6 +84,7 @@ pub async fn connect(config: &Config, public_url: &Url) -> Result<JetpayConnecti
                 // Development wants results at once: no batching wait.
                 min_wait_seconds: 0,
                 retry_base: config.sandbox_retry_base,
+                max_attempts: config.sandbox_max_attempts,
                 ..SandboxConfig::default()
             };
             let sandbox = jetpay_sandbox::start(sandbox_config).await?;

@@ -16,6 +16,8 @@ pub struct TestApp {
     pub base: Url,
     pub sandbox: Url,
     pub backend: Arc<Backend>,
+    /// The SQLite file behind the server, for tests that lock it like another process would.
+    pub db_path: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
 
@@ -58,6 +60,7 @@ pub async fn spawn_app_unregistered(extra: &[(&str, &str)]) -> TestApp {
         base,
         sandbox,
         backend,
+        db_path: dir.path().join("test.db"),
         _dir: dir,
     }
 }
@@ -65,6 +68,17 @@ pub async fn spawn_app_unregistered(extra: &[(&str, &str)]) -> TestApp {
 impl TestApp {
     pub fn url(&self, path: &str) -> String {
         self.base.join(path).unwrap().to_string()
+    }
+
+    /// Our webhook's state at the sandbox, as Jetpay reports it.
+    pub async fn webhook_state(&self) -> jetpay::wire::WebhookState {
+        let identifier = uuid::Uuid::parse_str(&self.registration().await.identifier).unwrap();
+        self.backend
+            .jetpay
+            .get_webhook(identifier)
+            .await
+            .unwrap()
+            .state
     }
 
     /// Waits until the server has registered its webhook at the sandbox.
@@ -130,7 +144,12 @@ impl TestApp {
     }
 
     pub async fn wait_for_state(&self, card_id: &str, state: &str) {
-        for _ in 0..200 {
+        self.wait_for_state_within(card_id, state, Duration::from_secs(10))
+            .await
+    }
+
+    pub async fn wait_for_state_within(&self, card_id: &str, state: &str, limit: Duration) {
+        for _ in 0..(limit.as_millis() / 50) {
             if self.card_state(card_id).await == state {
                 return;
             }
