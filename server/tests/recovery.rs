@@ -96,3 +96,74 @@ async fn steady_deliveries_do_not_starve_expiry() {
     );
     assert!(delivered >= 10, "{delivered}");
 }
+
+/// 40 sign-ups at once (argon2: tens of ms of CPU and ~19 MiB each) must not stall the async
+/// workers: a webhook delivery and `/health` stay fast meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forty_concurrent_sign_ups_do_not_stall_webhooks_or_health() {
+    let app = std::sync::Arc::new(
+        spawn_app_with(&[
+            ("IP_RATE_LIMIT_PER_MINUTE", "1000"),
+            ("TRUSTED_CLIENT_IP_HEADER", "X-Forwarded-For"),
+        ])
+        .await,
+    );
+    let signups: Vec<_> = (0..40)
+        .map(|i| {
+            let app = app.clone();
+            tokio::spawn(async move {
+                reqwest::Client::new()
+                    .post(app.url("/api/sign_up"))
+                    .header("x-forwarded-for", format!("198.51.100.{i}"))
+                    .form(&[
+                        ("name", "Load"),
+                        (
+                            "email",
+                            &format!("load-{i}-{}@example.com", uuid::Uuid::new_v4()),
+                        ),
+                        ("password", "a long password"),
+                    ])
+                    .send()
+                    .await
+                    .unwrap()
+                    .status()
+            })
+        })
+        .collect();
+    let http = reqwest::Client::new();
+    let mut health = Vec::new();
+    let mut webhook = Vec::new();
+    let started = Instant::now();
+    while signups.iter().any(|s| !s.is_finished()) || health.len() < 20 {
+        let t = Instant::now();
+        assert!(http
+            .get(app.url("/health"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success());
+        health.push(t.elapsed());
+        let t = Instant::now();
+        // An unsigned delivery: the receiver's whole request path, refused with 401.
+        assert_eq!(app.deliver(None, b"{}").await, 401);
+        webhook.push(t.elapsed());
+        assert!(started.elapsed() < Duration::from_secs(120));
+    }
+    for s in signups {
+        assert!(s.await.unwrap().is_success());
+    }
+    let p99 = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[(v.len() * 99).div_ceil(100) - 1]
+    };
+    let (h, w) = (p99(&mut health), p99(&mut webhook));
+    eprintln!(
+        "during 40 sign-ups ({:?}): /health p99 {h:?} of {}, webhook p99 {w:?} of {}",
+        started.elapsed(),
+        health.len(),
+        webhook.len()
+    );
+    assert!(h < Duration::from_millis(100), "/health p99 {h:?}");
+    assert!(w < Duration::from_millis(100), "webhook p99 {w:?}");
+}
