@@ -300,8 +300,14 @@ impl Store {
             .map_err(StoreError::classify)?;
             if done.rows_affected() == 1 {
                 changes.push(
-                    record_change(&mut tx, customer_id, old, "The failed card was removed.")
-                        .await?,
+                    record_change(
+                        &mut tx,
+                        customer_id,
+                        old,
+                        "The failed card was removed.",
+                        None,
+                    )
+                    .await?,
                 );
             }
         }
@@ -311,6 +317,7 @@ impl Store {
                 customer_id,
                 card_id,
                 "New card added. Verifying it with the bank…",
+                None,
             )
             .await?,
         );
@@ -396,9 +403,11 @@ impl Store {
             .map_err(StoreError::classify)?;
         let mut changes = Vec::new();
         if let Some(previous) = previous {
-            changes.push(record_change(&mut tx, customer_id, &previous, "").await?);
+            changes.push(record_change(&mut tx, customer_id, &previous, "", None).await?);
         }
-        changes.push(record_change(&mut tx, customer_id, card_id, "Default card changed.").await?);
+        changes.push(
+            record_change(&mut tx, customer_id, card_id, "Default card changed.", None).await?,
+        );
         tx.commit().await.map_err(StoreError::classify)?;
         Ok(changes)
     }
@@ -428,10 +437,10 @@ impl Store {
         .await
         .map_err(StoreError::classify)?;
         let mut changes =
-            vec![record_change(&mut tx, customer_id, card_id, "Card removed.").await?];
+            vec![record_change(&mut tx, customer_id, card_id, "Card removed.", None).await?];
         if was_default {
             if let Some(promoted) = promote_newest_active(&mut tx, customer_id, now).await? {
-                changes.push(record_change(&mut tx, customer_id, &promoted, "").await?);
+                changes.push(record_change(&mut tx, customer_id, &promoted, "", None).await?);
             }
         }
         tx.commit().await.map_err(StoreError::classify)?;
@@ -472,6 +481,7 @@ impl Store {
                         &customer_id,
                         &card_id,
                         "A card was not confirmed in time and has expired. Add it again to retry.",
+                        None,
                     )
                     .await?,
                 );
@@ -507,7 +517,7 @@ impl Store {
             }
             let outcome = match event.kind() {
                 EventKind::CardTokenized(data) => {
-                    apply_tokenized(&mut tx, &data, now, &mut changes).await?
+                    apply_tokenized(&mut tx, event.id, &data, now, &mut changes).await?
                 }
                 EventKind::Unknown { .. } => EventOutcome::UnknownType,
                 EventKind::Malformed { .. } => EventOutcome::Malformed,
@@ -696,19 +706,23 @@ impl Store {
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
 
+/// Appends to the change log; `event_id` names the Jetpay event that caused it, if one did.
 async fn record_change(
     tx: &mut Tx<'_>,
     customer_id: &str,
     card_id: &str,
     announcement: &str,
+    event_id: Option<i64>,
 ) -> Result<Change> {
     let seq: i64 = sqlx::query_scalar(
-        "INSERT INTO card_changes (customer_id, card_id, announcement, created_at) VALUES ($1, $2, $3, $4) RETURNING seq",
+        "INSERT INTO card_changes (customer_id, card_id, announcement, created_at, event_id) \
+         VALUES ($1, $2, $3, $4, $5) RETURNING seq",
     )
     .bind(customer_id)
     .bind(card_id)
     .bind(announcement)
     .bind(now_ms())
+    .bind(event_id)
     .fetch_one(&mut **tx)
     .await
     .map_err(StoreError::classify)?;
@@ -749,21 +763,24 @@ async fn promote_newest_active(
     Ok((done.rows_affected() == 1).then_some(card_id))
 }
 
-/// Applies one tokenization result. Success moves `pending` or `expired` to `active` (Jetpay's
-/// word is final); failure moves `pending` or `expired` to `failed`. Anything else (a failure
-/// after success, anything on a removed card) is ignored and recorded.
 /// Keeps a result for a card we don't know (yet), so that a pending row written after it picks
 /// it up. The first result for a card wins, as with applied results.
-async fn keep_early_result(tx: &mut Tx<'_>, data: &CardTokenized, now: i64) -> Result<()> {
+async fn keep_early_result(
+    tx: &mut Tx<'_>,
+    event_id: i64,
+    data: &CardTokenized,
+    now: i64,
+) -> Result<()> {
     let json = serde_json::to_string(data)
         .map_err(|e| StoreError::Database(sqlx::Error::Encode(e.into())))?;
     sqlx::query(
-        "INSERT INTO early_results (jetpay_card_id, data, received_at) VALUES ($1, $2, $3) \
+        "INSERT INTO early_results (jetpay_card_id, data, received_at, event_id) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (jetpay_card_id) DO NOTHING",
     )
     .bind(&data.credit_card_id)
     .bind(json)
     .bind(now)
+    .bind(event_id)
     .execute(&mut **tx)
     .await
     .map_err(StoreError::classify)?;
@@ -777,13 +794,15 @@ async fn apply_early_result(
     now: i64,
     changes: &mut Vec<Change>,
 ) -> Result<()> {
-    let early: Option<String> =
-        sqlx::query_scalar("SELECT data FROM early_results WHERE jetpay_card_id = $1")
+    let early: Option<(String, Option<i64>)> =
+        sqlx::query_as("SELECT data, event_id FROM early_results WHERE jetpay_card_id = $1")
             .bind(jetpay_card_id)
             .fetch_optional(&mut **tx)
             .await
             .map_err(StoreError::classify)?;
-    let Some(early) = early else { return Ok(()) };
+    let Some((early, event_id)) = early else {
+        return Ok(());
+    };
     sqlx::query("DELETE FROM early_results WHERE jetpay_card_id = $1")
         .bind(jetpay_card_id)
         .execute(&mut **tx)
@@ -791,15 +810,28 @@ async fn apply_early_result(
         .map_err(StoreError::classify)?;
     match serde_json::from_str::<CardTokenized>(&early) {
         Ok(data) => {
-            apply_tokenized(tx, &data, now, changes).await?;
+            let event_id = event_id.unwrap_or_default();
+            let outcome = apply_tokenized(tx, event_id, &data, now, changes).await?;
+            // The event was recorded as for an unknown card; now we know what became of it.
+            sqlx::query("UPDATE jetpay_events SET outcome = $1 WHERE event_id = $2")
+                .bind(outcome.as_str())
+                .bind(event_id)
+                .execute(&mut **tx)
+                .await
+                .map_err(StoreError::classify)?;
         }
         Err(e) => tracing::warn!(error = %e, "stored early result did not parse"),
     }
     Ok(())
 }
 
+/// Applies one tokenization result. Success moves `pending` or `expired` to `active` (Jetpay's
+/// word is final); failure moves `pending` or `expired` to `failed`. Anything else (a failure
+/// after success, anything on a removed card) is ignored and recorded. Only the card owner's
+/// contact may speak for a card.
 async fn apply_tokenized(
     tx: &mut Tx<'_>,
+    event_id: i64,
     data: &CardTokenized,
     now: i64,
     changes: &mut Vec<Change>,
@@ -813,7 +845,7 @@ async fn apply_tokenized(
     .await
     .map_err(StoreError::classify)?;
     let Some((card_id, customer_id, contact_id)) = card else {
-        keep_early_result(tx, data, now).await?;
+        keep_early_result(tx, event_id, data, now).await?;
         return Ok(EventOutcome::UnknownCard);
     };
     // Jetpay's card ids are its own; only the owner's contact may speak for the card.
@@ -860,7 +892,7 @@ async fn apply_tokenized(
             failure_sentence(failure_reason.as_deref())
         ),
     };
-    changes.push(record_change(tx, &customer_id, &card_id, &announcement).await?);
+    changes.push(record_change(tx, &customer_id, &card_id, &announcement, Some(event_id)).await?);
     if data.state == TokenizationState::Succeeded {
         // The first active card becomes the default.
         let made_default = sqlx::query(
