@@ -48,6 +48,8 @@ pub enum SetupError {
     Client(#[from] jetpay::Error),
 }
 
+/// `public_url` is where the sandbox's hosted form may be framed from (unused without it).
+#[cfg_attr(not(feature = "sandbox"), allow(unused_variables))]
 pub async fn connect(config: &Config, public_url: &Url) -> Result<JetpayConnection, SetupError> {
     match &config.jetpay {
         JetpayTarget::Remote {

@@ -332,3 +332,67 @@ async fn a_full_run_at_trace_level_logs_no_card_data_tokens_or_secrets() {
         forbidden.len() + 1
     );
 }
+
+/// `LEPTOS_ENV=PROD` with an unsafe configuration: the binary refuses to start (exit code 2)
+/// and names the variable to fix, before it opens a port or a database.
+#[test]
+fn production_refuses_to_start_with_each_unsafe_configuration() {
+    let jetpay = [
+        (
+            "JETPAY_BASE_URL",
+            "https://extapi.jetpay.baselinepayments.com",
+        ),
+        ("JETPAY_API_TOKEN", "token"),
+    ];
+    let cases: [(&str, Vec<(&str, &str)>); 5] = [
+        // The embedded sandbox (no Jetpay host at all).
+        (
+            "JETPAY_BASE_URL",
+            vec![("PUBLIC_URL", "https://cards.example.com")],
+        ),
+        // A host without its token.
+        (
+            "JETPAY_API_TOKEN",
+            vec![("PUBLIC_URL", "https://cards.example.com"), jetpay[0]],
+        ),
+        // No public URL.
+        ("PUBLIC_URL", jetpay.to_vec()),
+        // A public URL without TLS.
+        (
+            "PUBLIC_URL",
+            [
+                jetpay.as_slice(),
+                &[("PUBLIC_URL", "http://cards.example.com")],
+            ]
+            .concat(),
+        ),
+        // Not a URL.
+        (
+            "PUBLIC_URL",
+            [jetpay.as_slice(), &[("PUBLIC_URL", "cards.example.com")]].concat(),
+        ),
+    ];
+    for (variable, vars) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_server"))
+            .current_dir(dir.path())
+            .env_clear()
+            .env("LEPTOS_ENV", "PROD")
+            .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}/app.db", dir.path().display()),
+            )
+            .envs(vars.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{variable}: {stderr}");
+        assert!(stderr.contains(variable), "{variable}: {stderr}");
+        assert!(
+            !dir.path().join("app.db").exists(),
+            "{variable}: a database was created"
+        );
+    }
+}
