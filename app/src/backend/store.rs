@@ -13,7 +13,7 @@ use sqlx::{
     Row, SqlitePool,
 };
 
-use super::now_ms;
+use super::{counters::card_transition, now_ms};
 use crate::model::{failure_sentence, CardState, CardView};
 
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +84,8 @@ pub enum EventOutcome {
 }
 
 impl EventOutcome {
-    fn as_str(self) -> &'static str {
+    /// The code stored in `jetpay_events.outcome` (and the metrics label).
+    pub fn as_str(self) -> &'static str {
         match self {
             EventOutcome::Applied => "applied",
             EventOutcome::Duplicate => "duplicate",
@@ -117,6 +118,8 @@ impl std::fmt::Debug for WebhookRegistration {
     }
 }
 
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: SqlitePool,
@@ -143,8 +146,33 @@ impl Store {
             .acquire_timeout(std::time::Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        MIGRATOR.run(&pool).await?;
         Ok(Self { pool })
+    }
+
+    /// Whether the database answers (readiness).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::classify)?;
+        Ok(())
+    }
+
+    /// Whether every migration this binary carries has been applied (readiness: a binary newer
+    /// than its database must not take traffic).
+    pub async fn schema_is_current(&self) -> Result<bool> {
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StoreError::classify)?;
+        Ok(MIGRATOR.iter().all(|m| applied.contains(&m.version)))
+    }
+
+    /// Closes the pool, waiting for connections in use (shutdown).
+    pub async fn close(&self) {
+        self.pool.close().await;
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -323,6 +351,7 @@ impl Store {
         );
         apply_early_result(&mut tx, jetpay_card_id, now, &mut changes).await?;
         tx.commit().await.map_err(StoreError::classify)?;
+        card_transition("pending", 1);
         Ok(changes)
     }
 
@@ -436,6 +465,7 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(StoreError::classify)?;
+        card_transition("removed", 1);
         let mut changes =
             vec![record_change(&mut tx, customer_id, card_id, "Card removed.", None).await?];
         if was_default {
@@ -475,6 +505,7 @@ impl Store {
             .await
             .map_err(StoreError::classify)?;
             if done.rows_affected() == 1 {
+                card_transition("expired", 1);
                 changes.push(
                     record_change(
                         &mut tx,
@@ -884,6 +915,7 @@ async fn apply_tokenized(
     if done.rows_affected() == 0 {
         return Ok(EventOutcome::Ignored);
     }
+    card_transition(state, 1);
     let title = card_title(data);
     let announcement = match data.state {
         TokenizationState::Succeeded => format!("{title} is now active."),
