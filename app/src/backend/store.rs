@@ -536,17 +536,23 @@ impl Store {
         let mut outcomes = Vec::with_capacity(events.len());
         let mut changes = Vec::new();
         for event in events {
-            let seen: Option<i64> =
-                sqlx::query_scalar("SELECT event_id FROM jetpay_events WHERE event_id = $1")
+            let seen: Option<String> =
+                sqlx::query_scalar("SELECT outcome FROM jetpay_events WHERE event_id = $1")
                     .bind(event.id)
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(StoreError::classify)?;
-            if seen.is_some() {
+            let kind = event.kind();
+            // An id first seen in a garbled copy must not make the intact event a duplicate:
+            // a well-formed event replaces a `malformed` record of its id. Anything else seen
+            // before is a duplicate (Jetpay never reuses an id).
+            let retry_of_malformed = seen.as_deref() == Some(EventOutcome::Malformed.as_str())
+                && !matches!(kind, EventKind::Malformed { .. });
+            if seen.is_some() && !retry_of_malformed {
                 outcomes.push((event.id, EventOutcome::Duplicate));
                 continue;
             }
-            let outcome = match event.kind() {
+            let outcome = match kind {
                 EventKind::CardTokenized(data) => {
                     apply_tokenized(&mut tx, event.id, &data, now, &mut changes).await?
                 }
@@ -554,7 +560,9 @@ impl Store {
                 EventKind::Malformed { .. } => EventOutcome::Malformed,
             };
             sqlx::query(
-                "INSERT INTO jetpay_events (event_id, event_type, outcome, received_at) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO jetpay_events (event_id, event_type, outcome, received_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (event_id) DO UPDATE SET event_type = excluded.event_type, \
+                 outcome = excluded.outcome, received_at = excluded.received_at",
             )
             .bind(event.id)
             .bind(&event.event_type)
