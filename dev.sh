@@ -56,7 +56,7 @@ ensure_browser() {
 cmd_run() {
   ensure_tools
   say "Serving on http://${LEPTOS_SITE_ADDR:-127.0.0.1:3000} (Ctrl-C stops)"
-  exec cargo leptos watch
+  exec cargo leptos watch --bin-features sandbox
 }
 
 cmd_test() {
@@ -70,10 +70,12 @@ cmd_test() {
   cargo clippy --workspace --exclude frontend --all-targets -- -D warnings
   say "cargo clippy (browser side, wasm32)"
   cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
+  say "cargo clippy (production server: no embedded sandbox)"
+  cargo clippy -p server --no-default-features -- -D warnings
   say "Rust tests"
   cargo test --workspace --exclude frontend
   say "Building the site for the end-to-end tests"
-  cargo leptos build
+  cargo leptos build --bin-features sandbox
   say "Playwright end-to-end tests in Chromium"
   (cd end2end && npx playwright test)
 }

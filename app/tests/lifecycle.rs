@@ -275,3 +275,32 @@ async fn a_result_that_arrives_before_the_pending_row_is_applied_when_the_row_is
     assert_eq!(outcomes, vec![(1, EventOutcome::Duplicate)]);
     assert!(changes.is_empty());
 }
+
+/// A garbled copy of an event (recorded as malformed) must not make the intact event with the
+/// same id a duplicate; a duplicate of an intact event stays a duplicate.
+#[tokio::test]
+async fn a_malformed_copy_does_not_poison_the_intact_event() {
+    let (store, _dir) = store().await;
+    add(&store, "c1", "a").await;
+    let mut garbled = tokenized(5, "jp-a", "succeeded");
+    garbled.data = json!({"creditCardId": "jp-a"});
+    let (outcomes, _) = store.apply_events(&[garbled]).await.unwrap();
+    assert_eq!(outcomes, vec![(5, EventOutcome::Malformed)]);
+    assert_eq!(state(&store, "a").await, "pending");
+    let (outcomes, _) = store
+        .apply_events(&[tokenized(5, "jp-a", "succeeded")])
+        .await
+        .unwrap();
+    assert_eq!(outcomes, vec![(5, EventOutcome::Applied)]);
+    assert_eq!(state(&store, "a").await, "active");
+    assert_eq!(
+        store.event_outcome(5).await.unwrap().as_deref(),
+        Some("applied")
+    );
+    let (outcomes, changes) = store
+        .apply_events(&[tokenized(5, "jp-a", "succeeded")])
+        .await
+        .unwrap();
+    assert_eq!(outcomes, vec![(5, EventOutcome::Duplicate)]);
+    assert!(changes.is_empty());
+}

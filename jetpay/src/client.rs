@@ -146,76 +146,130 @@ impl Client {
 
     /// `PUT /contact`. Create a contact once per user and keep its id: the guide treats the
     /// contact as the user's lasting identity at Jetpay.
+    #[tracing::instrument(level = "debug", skip_all, fields(endpoint = "create_contact"))]
     pub async fn create_contact(&self, contact: &NewContact) -> Result<Contact, Error> {
-        let req = self.request(Method::PUT, "contact")?.json(contact);
-        self.send_json(req).await
+        self.timed("create_contact", async move {
+            let req = self.request(Method::PUT, "contact")?.json(contact);
+            self.send_json(req).await
+        })
+        .await
     }
 
     /// `POST /contact/{id}/creditcards/url`, without a body (as in the guide). Store the
     /// returned `credit_card_id` before showing the URL: the card only becomes usable when the
     /// tokenization webhook says so.
+    #[tracing::instrument(
+        level = "debug",
+        skip_all,
+        fields(endpoint = "create_tokenization_url")
+    )]
     pub async fn create_tokenization_url(
         &self,
         contact_id: Uuid,
     ) -> Result<TokenizationUrl, Error> {
-        let req = self.request(
-            Method::POST,
-            &format!("contact/{contact_id}/creditcards/url"),
-        )?;
-        self.send_json(req).await
+        self.timed("create_tokenization_url", async move {
+            let req = self.request(
+                Method::POST,
+                &format!("contact/{contact_id}/creditcards/url"),
+            )?;
+            self.send_json(req).await
+        })
+        .await
     }
 
     /// `POST /webhooks/`. A second registration of the same `callback_url` is a validation
     /// error (422 with FastAPI), so callers list first.
+    #[tracing::instrument(level = "debug", skip_all, fields(endpoint = "create_webhook"))]
     pub async fn create_webhook(&self, webhook: &NewWebhook) -> Result<Webhook, Error> {
-        let req = self.request(Method::POST, "webhooks/")?.json(webhook);
-        self.send_json(req).await
+        self.timed("create_webhook", async move {
+            let req = self.request(Method::POST, "webhooks/")?.json(webhook);
+            self.send_json(req).await
+        })
+        .await
     }
 
     /// `GET /webhooks/`.
+    #[tracing::instrument(level = "debug", skip_all, fields(endpoint = "list_webhooks"))]
     pub async fn list_webhooks(&self) -> Result<Vec<Webhook>, Error> {
-        let req = self.request(Method::GET, "webhooks/")?;
-        self.send_json(req).await
+        self.timed("list_webhooks", async move {
+            let req = self.request(Method::GET, "webhooks/")?;
+            self.send_json(req).await
+        })
+        .await
     }
 
     /// `GET /webhooks/{identifier}`.
+    #[tracing::instrument(level = "debug", skip_all, fields(endpoint = "get_webhook"))]
     pub async fn get_webhook(&self, identifier: Uuid) -> Result<Webhook, Error> {
-        let req = self.request(Method::GET, &format!("webhooks/{identifier}"))?;
-        self.send_json(req).await
+        self.timed("get_webhook", async move {
+            let req = self.request(Method::GET, &format!("webhooks/{identifier}"))?;
+            self.send_json(req).await
+        })
+        .await
     }
 
     /// `PATCH /webhooks/{identifier}`; absent fields stay unchanged.
+    #[tracing::instrument(level = "debug", skip_all, fields(endpoint = "update_webhook"))]
     pub async fn update_webhook(
         &self,
         identifier: Uuid,
         patch: &WebhookPatch,
     ) -> Result<Webhook, Error> {
-        let req = self
-            .request(Method::PATCH, &format!("webhooks/{identifier}"))?
-            .json(patch);
-        self.send_json(req).await
+        self.timed("update_webhook", async move {
+            let req = self
+                .request(Method::PATCH, &format!("webhooks/{identifier}"))?
+                .json(patch);
+            self.send_json(req).await
+        })
+        .await
     }
 
     /// `DELETE /webhooks/{identifier}`. Any 2xx is success; whatever body comes with it is
     /// ignored because the guide does not say what it is.
+    #[tracing::instrument(level = "debug", skip_all, fields(endpoint = "delete_webhook"))]
     pub async fn delete_webhook(&self, identifier: Uuid) -> Result<(), Error> {
-        let req = self.request(Method::DELETE, &format!("webhooks/{identifier}"))?;
-        let resp = self.send(req).await?;
-        read_limited(resp, MAX_RESPONSE_BYTES).await?;
-        Ok(())
+        self.timed("delete_webhook", async move {
+            let req = self.request(Method::DELETE, &format!("webhooks/{identifier}"))?;
+            let resp = self.send(req).await?;
+            read_limited(resp, MAX_RESPONSE_BYTES).await?;
+            Ok(())
+        })
+        .await
     }
 
     /// `GET /.well-known/jwks.json`: the public keys that sign webhook JWTs. Sent without the
     /// API token: the keys are public, and the JWKS host is not documented (we assume the API
     /// host, see [`unspecified::JWKS_PATH`]), so the token should not go there.
+    #[tracing::instrument(level = "debug", skip_all, fields(endpoint = "jwks"))]
     pub async fn jwks(&self) -> Result<jsonwebtoken::jwk::JwkSet, Error> {
-        let url = self.url(unspecified::JWKS_PATH)?;
-        let req = self
-            .inner
-            .http
-            .get(url)
-            .header(ACCEPT, HeaderValue::from_static("application/json"));
-        self.send_json(req).await
+        self.timed("jwks", async move {
+            let url = self.url(unspecified::JWKS_PATH)?;
+            let req = self
+                .inner
+                .http
+                .get(url)
+                .header(ACCEPT, HeaderValue::from_static("application/json"));
+            self.send_json(req).await
+        })
+        .await
+    }
+
+    /// Runs one API call, recording its latency and, on failure, its kind per endpoint
+    /// (`jetpay_call_duration_seconds`, `jetpay_call_errors_total`).
+    async fn timed<T>(
+        &self,
+        endpoint: &'static str,
+        call: impl std::future::Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        let started = std::time::Instant::now();
+        let result = call.await;
+        metrics::histogram!("jetpay_call_duration_seconds", "endpoint" => endpoint)
+            .record(started.elapsed().as_secs_f64());
+        if let Err(e) = &result {
+            metrics::counter!("jetpay_call_errors_total", "endpoint" => endpoint, "kind" => e.kind())
+                .increment(1);
+        }
+        result
     }
 
     /// A request to `path` (relative to the base URL) with the token and `Accept` set.

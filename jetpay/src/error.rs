@@ -35,6 +35,19 @@ pub enum Error {
 }
 
 impl Error {
+    /// A short label for metrics and logs: which kind of failure, never its detail.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Status { status, .. } if *status >= 500 => "status_5xx",
+            Error::Status { .. } => "status_4xx",
+            Error::Timeout => "timeout",
+            Error::Connect(_) => "connect",
+            Error::Decode(_) => "decode",
+            Error::InvalidUrl(_) => "invalid_url",
+            Error::Request(_) => "request",
+        }
+    }
+
     /// Whether the same call may succeed if made again later unchanged: timeouts, failures to
     /// connect, server errors (5xx) and rate limiting (429). A 4xx other than 429 means the
     /// request itself is wrong, and repeating it only repeats the failure.

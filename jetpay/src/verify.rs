@@ -82,6 +82,30 @@ pub enum VerifyError {
     InvalidPayload(String),
 }
 
+impl VerifyError {
+    /// A short label per variant for metrics (`webhook_verification_failures_total{reason}`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            VerifyError::MissingAuthorization => "missing_authorization",
+            VerifyError::NotBearer => "not_bearer",
+            VerifyError::MalformedToken => "malformed_token",
+            VerifyError::MissingKid => "missing_kid",
+            VerifyError::UnsupportedAlgorithm(_) => "unsupported_algorithm",
+            VerifyError::UnknownKid(_) => "unknown_kid",
+            VerifyError::KeysUnavailable(_) => "keys_unavailable",
+            VerifyError::InvalidSignature => "invalid_signature",
+            VerifyError::Expired => "expired",
+            VerifyError::NotYetValid => "not_yet_valid",
+            VerifyError::LifetimeTooLong(_) => "lifetime_too_long",
+            VerifyError::WrongIssuer => "wrong_issuer",
+            VerifyError::WrongSubject => "wrong_subject",
+            VerifyError::MissingClaim(_) => "missing_claim",
+            VerifyError::PayloadHashMismatch => "payload_hash_mismatch",
+            VerifyError::InvalidPayload(_) => "invalid_payload",
+        }
+    }
+}
+
 /// base64url, without padding, of SHA-256 of `body`: the `payload_hash` claim that binds a
 /// token to one request body. Public so a signer (the sandbox) computes exactly the same thing.
 pub fn payload_hash(body: &[u8]) -> String {
@@ -182,6 +206,22 @@ impl Verifier {
             ));
         }
         Ok(batch)
+    }
+
+    /// Whether any signing key is loaded.
+    pub fn has_keys(&self) -> bool {
+        !self.read_keys().is_empty()
+    }
+
+    /// Loads Jetpay's keys now if none are loaded (at start, and for readiness), instead of on
+    /// the first delivery. Bounded by the same refetch interval as an unknown `kid`.
+    pub async fn ensure_keys(&self) -> bool {
+        if self.has_keys() {
+            return true;
+        }
+        // A kid nobody uses: triggers a (rate-limited) fetch, then reports what is loaded.
+        let _ = self.key_for("").await;
+        self.has_keys()
     }
 
     fn read_keys(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, DecodingKey>> {

@@ -55,6 +55,9 @@ pub struct Config {
     /// `JETPAY_SANDBOX_RETRY_BASE_MS`: the embedded sandbox's first retry pause (default 500).
     /// Tests shorten it to reach Jetpay's `failed` state in seconds.
     pub sandbox_retry_base: Duration,
+    /// `JETPAY_SANDBOX_MAX_ATTEMPTS`: failed deliveries in a row before the embedded sandbox
+    /// marks a webhook `failed` (default: `jetpay::unspecified::MAX_DELIVERY_ATTEMPTS`).
+    pub sandbox_max_attempts: u32,
     /// `TRUSTED_CLIENT_IP_HEADER`: behind a reverse proxy, the header it sets to the client's
     /// address (e.g. `X-Forwarded-For`; its last entry is used). Unset: the peer address, and any
     /// such header from the client is ignored.
@@ -64,6 +67,17 @@ pub struct Config {
     pub ip_requests_per_minute: u32,
     /// `CARDS_ADDED_PER_HOUR`: tokenization URLs a customer may ask for per hour (default 10).
     pub cards_added_per_hour: u32,
+    /// `METRICS_ADDR`: serve `/metrics` on this address only (e.g. a private interface). Unset:
+    /// `/metrics` is on the main listener.
+    pub metrics_addr: Option<SocketAddr>,
+    /// `SHUTDOWN_GRACE_SECS`: after SIGTERM / Ctrl-C, how long in-flight requests may take to
+    /// finish before the process exits anyway (default 20).
+    pub shutdown_grace: Duration,
+    /// `LEPTOS_OUTPUT_NAME` / `LEPTOS_SITE_PKG_DIR` / `LEPTOS_RELOAD_PORT`: the site's file names,
+    /// as cargo-leptos sets them (defaults: the workspace's `saved-cards`, `pkg`, 3001).
+    pub output_name: String,
+    pub site_pkg_dir: String,
+    pub reload_port: u32,
 }
 
 impl std::fmt::Debug for Config {
@@ -244,6 +258,11 @@ impl Config {
                     .transpose()?
                     .unwrap_or(500),
             ),
+            sandbox_max_attempts: positive(
+                "JETPAY_SANDBOX_MAX_ATTEMPTS",
+                get("JETPAY_SANDBOX_MAX_ATTEMPTS"),
+                jetpay::unspecified::MAX_DELIVERY_ATTEMPTS,
+            )?,
             trusted_client_ip_header: get("TRUSTED_CLIENT_IP_HEADER")
                 .map(|v| {
                     parse(
@@ -263,6 +282,27 @@ impl Config {
                 get("CARDS_ADDED_PER_HOUR"),
                 10,
             )?,
+            metrics_addr: get("METRICS_ADDR")
+                .map(|v| {
+                    parse(
+                        "METRICS_ADDR",
+                        v,
+                        "expected an address and port such as 127.0.0.1:9100",
+                    )
+                })
+                .transpose()?,
+            shutdown_grace: secs("SHUTDOWN_GRACE_SECS", 20)?,
+            // cargo-leptos sets it at build time too (`.cargo/config.toml`), so a binary run by
+            // hand still finds its files.
+            output_name: get("LEPTOS_OUTPUT_NAME")
+                .or(option_env!("LEPTOS_OUTPUT_NAME"))
+                .unwrap_or("saved-cards")
+                .to_owned(),
+            site_pkg_dir: get("LEPTOS_SITE_PKG_DIR").unwrap_or("pkg").to_owned(),
+            reload_port: get("LEPTOS_RELOAD_PORT")
+                .map(|v| parse("LEPTOS_RELOAD_PORT", v, "expected a port such as 3001"))
+                .transpose()?
+                .unwrap_or(3001),
         })
     }
 
@@ -453,6 +493,8 @@ mod tests {
             ("GAP_MAX_REPLAYS", "-1"),
             ("IP_RATE_LIMIT_PER_MINUTE", "0"),
             ("CARDS_ADDED_PER_HOUR", "many"),
+            ("METRICS_ADDR", "9100"),
+            ("SHUTDOWN_GRACE_SECS", "soon"),
             ("TRUSTED_CLIENT_IP_HEADER", "bad header"),
         ] {
             let err = Config::from_vars(&vars(&[(name, value)])).unwrap_err();

@@ -48,6 +48,8 @@ pub enum SetupError {
     Client(#[from] jetpay::Error),
 }
 
+/// `public_url` is where the sandbox's hosted form may be framed from (unused without it).
+#[cfg_attr(not(feature = "sandbox"), allow(unused_variables))]
 pub async fn connect(config: &Config, public_url: &Url) -> Result<JetpayConnection, SetupError> {
     match &config.jetpay {
         JetpayTarget::Remote {
@@ -84,6 +86,7 @@ pub async fn connect(config: &Config, public_url: &Url) -> Result<JetpayConnecti
                 // Development wants results at once: no batching wait.
                 min_wait_seconds: 0,
                 retry_base: config.sandbox_retry_base,
+                max_attempts: config.sandbox_max_attempts,
                 ..SandboxConfig::default()
             };
             let sandbox = jetpay_sandbox::start(sandbox_config).await?;

@@ -7,12 +7,15 @@
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
-use app::backend::{Backend, Counters};
+use app::backend::Backend;
 use jetpay::wire::{WebhookPatch, WebhookState};
 use tokio::{
     sync::Notify,
     time::{Instant, MissedTickBehavior},
 };
+use tokio_util::sync::CancellationToken;
+use tower_sessions::ExpiredDeletion;
+use tower_sessions_sqlx_store::SqliteStore;
 
 use crate::jetpay_setup::{self, WebhookSettings};
 
@@ -29,6 +32,10 @@ pub struct Jobs {
     /// Replay requests per hole before we give it up (`GAP_MAX_REPLAYS`).
     pub max_replays: u32,
     pub gap_check: Arc<Notify>,
+    /// Expired sessions are deleted on every beat.
+    pub sessions: SqliteStore,
+    /// Cancelled at shutdown: the loop stops between steps.
+    pub shutdown: CancellationToken,
 }
 
 /// A hole we are waiting on: replay only if it outlives the grace period, then with backoff.
@@ -48,8 +55,8 @@ struct Gaps {
 }
 
 impl Jobs {
-    pub fn spawn(self) {
-        tokio::spawn(self.run());
+    pub fn spawn(self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.run())
     }
 
     async fn run(self) {
@@ -62,7 +69,11 @@ impl Jobs {
         beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
+                _ = self.shutdown.cancelled() => return,
                 _ = beat.tick() => {
+                    if let Err(e) = self.sessions.delete_expired().await {
+                        tracing::warn!(error = %e, "deleting expired sessions failed");
+                    }
                     if let Err(e) = self.backend.expire_stale_cards().await {
                         tracing::warn!(error = %e, "expiring stale cards failed");
                     }
@@ -95,6 +106,7 @@ impl Jobs {
                 return None;
             }
         };
+        self.backend.set_webhook_state(webhook.state);
         if webhook.state == WebhookState::Failed {
             let replay_from = gaps.contiguous_through.map(|id| id + 1);
             match jetpay_setup::try_register(
@@ -106,7 +118,7 @@ impl Jobs {
             .await
             {
                 Ok(_) => {
-                    Counters::bump(&self.backend.counters.webhook_revivals);
+                    self.backend.counters.webhook_revived();
                     tracing::warn!(
                         replay_from,
                         "Jetpay had marked our webhook failed; revived it"
@@ -215,7 +227,7 @@ impl Jobs {
             replays,
             "Jetpay never resent this event id; giving the hole up (see readiness)"
         );
-        Counters::bump(&self.backend.counters.gaps_given_up);
+        self.backend.counters.gap_given_up();
         gaps.given_up.insert(id);
         if let Err(e) = self.backend.store.give_up_gap(id, replays).await {
             tracing::warn!(error = %e, "could not record the given-up hole");
@@ -243,7 +255,7 @@ impl Jobs {
             replay_from_event_id: Some(from),
             ..Default::default()
         };
-        Counters::bump(&self.backend.counters.replays_requested);
+        self.backend.counters.replay_requested();
         match self.backend.jetpay.update_webhook(identifier, &patch).await {
             Ok(_) => tracing::warn!(from, "missed Jetpay events detected; replay requested"),
             Err(e) => tracing::warn!(error = %e, from, "replay request failed"),

@@ -3,10 +3,12 @@
 
 pub mod client_ip;
 pub mod config;
+pub mod health;
 pub mod jetpay_setup;
 pub mod jobs;
 pub mod live;
 pub mod security;
 pub mod startup;
 pub mod state;
+pub mod telemetry;
 pub mod webhook;

@@ -38,6 +38,8 @@ pub const HEARTBEAT: Duration = Duration::from_secs(15);
 pub const SESSION_CHECK: Duration = Duration::from_secs(2);
 /// Open streams allowed per customer (over all instances' memory, per instance).
 pub const MAX_STREAMS_PER_CUSTOMER: usize = 10;
+/// The reconnection delay a stream tells browsers when the server shuts down.
+pub const RECONNECT_AFTER_SHUTDOWN: Duration = Duration::from_secs(1);
 /// Changes read per query while catching up.
 const CATCH_UP_PAGE: i64 = 500;
 
@@ -58,6 +60,7 @@ impl StreamSlots {
             return None;
         }
         *count += 1;
+        metrics::gauge!("live_streams_open").increment(1.0);
         Some(StreamSlot {
             slots: self.clone(),
             customer: customer.to_owned(),
@@ -73,6 +76,7 @@ impl StreamSlots {
 
 impl Drop for StreamSlot {
     fn drop(&mut self) {
+        metrics::gauge!("live_streams_open").decrement(1.0);
         let mut open = self.slots.0.lock().expect("stream slots poisoned");
         if let Some(count) = open.get_mut(&self.customer) {
             *count -= 1;
@@ -124,6 +128,7 @@ pub async fn stream(
     let (tx, rx) = mpsc::channel::<Event>(64);
     let backend = state.backend.clone();
     let sessions = state.sessions.clone();
+    let shutdown = state.shutdown.clone();
     tokio::spawn(async move {
         let _slot = slot;
         let mut live = backend.notifier.subscribe();
@@ -173,6 +178,14 @@ pub async fn stream(
                     Err(RecvError::Closed) => return,
                 },
                 _ = tx.closed() => return,
+                _ = shutdown.cancelled() => {
+                    // This instance is stopping: tell the browser to come back soon (to another
+                    // instance, or to this one restarted); it resumes with Last-Event-ID.
+                    let _ = tx
+                        .send(Event::default().retry(RECONNECT_AFTER_SHUTDOWN).comment("shutting down"))
+                        .await;
+                    return;
+                }
                 _ = session_check.tick() => {
                     // Signed out (in any tab, on any instance) or expired: stop telling.
                     if !matches!(sessions.load(&session_id).await, Ok(Some(_))) {

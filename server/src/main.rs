@@ -1,15 +1,11 @@
 use server::{config::Config, startup::Application};
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() {
     let _ = dotenvy::dotenv();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| EnvFilter::new("info,server=debug")),
-        )
-        .init();
+    // `LOG_FORMAT=json`: one JSON object per line, for log shippers.
+    let json = std::env::var("LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
+    server::telemetry::init_tracing(json);
 
     let config = match Config::from_env() {
         Ok(config) => config,
@@ -25,7 +21,7 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    tracing::info!(addr = %app.local_addr(), "listening");
+    tracing::info!(addr = %app.local_addr(), metrics = ?app.metrics_addr(), "listening");
     if let Err(e) = app.run().await {
         eprintln!("server stopped: {e}");
         std::process::exit(1);

@@ -219,12 +219,10 @@ mod tests {
             &a
         ));
         // No loopback aliases in production.
-        assert!(
-            is_cross_origin(
-                &request("127.0.0.1:3000", Some("http://127.0.0.1:3000"), None),
-                &allowed("http://127.0.0.1:3000", false)
-            ) == false
-        );
+        assert!(!is_cross_origin(
+            &request("127.0.0.1:3000", Some("http://127.0.0.1:3000"), None),
+            &allowed("http://127.0.0.1:3000", false)
+        ));
         assert!(is_cross_origin(
             &request("localhost:3000", Some("http://localhost:3000"), None),
             &allowed("http://127.0.0.1:3000", false)

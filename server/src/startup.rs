@@ -18,6 +18,7 @@ use axum::{
 use leptos::prelude::*;
 use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio::{net::TcpListener, sync::Notify};
+use tokio_util::sync::CancellationToken;
 use tower_sessions::{cookie::SameSite, Expiry, SessionManagerLayer};
 use tower_sessions_sqlx_store::SqliteStore;
 use url::Url;
@@ -25,15 +26,14 @@ use url::Url;
 use crate::{
     client_ip,
     config::Config,
+    health,
     jetpay_setup::{self, JetpayConnection, WebhookSettings},
     jobs::Jobs,
     live, security,
     state::AppState,
-    webhook,
+    telemetry, webhook,
 };
 
-/// The name cargo-leptos gives the WASM, JS and CSS files (`name` in the workspace metadata).
-const OUTPUT_NAME: &str = "saved-cards";
 const SESSION_COOKIE: &str = "saved_cards_session";
 /// In production the `__Host-` prefix makes the browser insist on Secure, Path=/ and no Domain,
 /// so no subdomain can plant or read the session cookie.
@@ -63,9 +63,15 @@ pub enum StartError {
 pub struct Application {
     listener: TcpListener,
     router: Router,
+    /// `METRICS_ADDR`'s own listener and router, when configured.
+    metrics: Option<(TcpListener, Router)>,
     pub backend: Arc<Backend>,
     pub jetpay: JetpayConnection,
     pub public_url: Url,
+    /// Cancelled when shutdown begins: live streams end with a reconnect hint, jobs stop.
+    pub shutdown: CancellationToken,
+    jobs: tokio::task::JoinHandle<()>,
+    shutdown_grace: std::time::Duration,
 }
 
 impl Application {
@@ -86,10 +92,11 @@ impl Application {
         // Built here rather than by `get_configuration`, so the binary behaves the same whether
         // cargo-leptos, Playwright or an operator starts it.
         let leptos_options = LeptosOptions::builder()
-            .output_name(OUTPUT_NAME)
+            .output_name(config.output_name.as_str())
             .site_root(config.site_root.to_string_lossy().as_ref())
-            .site_pkg_dir("pkg")
+            .site_pkg_dir(config.site_pkg_dir.as_str())
             .site_addr(local_addr)
+            .reload_port(config.reload_port)
             .env(if config.production {
                 Env::PROD
             } else {
@@ -149,24 +156,34 @@ impl Application {
             webhook_settings.clone(),
         ));
         let gap_check = Arc::new(Notify::new());
-        Jobs {
+        let shutdown = CancellationToken::new();
+        let jobs = Jobs {
             backend: backend.clone(),
             webhook: webhook_settings,
             sweep_interval: config.sweep_interval,
             gap_grace: config.gap_grace,
             max_replays: config.gap_max_replays,
             gap_check: gap_check.clone(),
+            sessions: session_store.clone(),
+            shutdown: shutdown.clone(),
         }
         .spawn();
+        let verifier = jetpay::Verifier::new(jetpay.client.clone());
+        {
+            // Load Jetpay's keys now rather than on the first delivery (readiness reports them).
+            let verifier = verifier.clone();
+            tokio::spawn(async move { verifier.ensure_keys().await });
+        }
 
         let state = AppState {
             leptos_options: leptos_options.clone(),
             backend: backend.clone(),
-            verifier: jetpay::Verifier::new(jetpay.client.clone()),
+            verifier,
             gap_check,
             callback_url,
             sessions: session_store,
             streams: live::StreamSlots::default(),
+            shutdown: shutdown.clone(),
         };
         let status = JetpayStatus {
             jetpay_mode: if jetpay.is_sandbox() {
@@ -221,7 +238,8 @@ impl Application {
                 "/webhooks/jetpay",
                 post(webhook::receive).layer(DefaultBodyLimit::max(webhook::MAX_BODY_BYTES)),
             )
-            .route("/health", get(|| async { "ok" }))
+            .route("/health", get(health::health))
+            .route("/ready", get(health::ready))
             .merge(pages)
             .layer(middleware::from_fn_with_state(
                 headers,
@@ -231,16 +249,53 @@ impl Application {
                 client_ip,
                 client_ip::establish,
             ))
-            .layer(tower_http::trace::TraceLayer::new_for_http())
+            .layer(middleware::from_fn(telemetry::count_requests))
             .with_state(state);
+        let prometheus = telemetry::prometheus();
+        let metrics_route = Router::new()
+            .route("/metrics", get(telemetry::metrics))
+            .with_state(prometheus);
+        let (router, metrics) = match config.metrics_addr {
+            None => (router.merge(metrics_route), None),
+            Some(addr) => {
+                let listener = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind { addr, source })?;
+                (router, Some((listener, metrics_route)))
+            }
+        };
+        // Outermost: a request id (the proxy's, when trusted), echoed on the response, and one
+        // span per request carrying it, with an access log line.
+        let (set_request_id, propagate_request_id) = telemetry::request_id_layers();
+        let router = router.layer(
+            tower::ServiceBuilder::new()
+                .layer(middleware::from_fn_with_state(
+                    telemetry::TrustRequestId(config.trusted_client_ip_header.is_some()),
+                    telemetry::strip_untrusted_request_id,
+                ))
+                .layer(set_request_id)
+                .layer(propagate_request_id)
+                .layer(telemetry::access_log()),
+        );
 
         Ok(Self {
             listener,
             router,
+            metrics,
             backend,
             jetpay,
             public_url,
+            shutdown,
+            jobs,
+            shutdown_grace: config.shutdown_grace,
         })
+    }
+
+    /// The address `/metrics` has its own listener on, when `METRICS_ADDR` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics
+            .as_ref()
+            .and_then(|(listener, _)| listener.local_addr().ok())
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -249,14 +304,83 @@ impl Application {
             .expect("bound listener has an address")
     }
 
+    /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully.
     pub async fn run(self) -> std::io::Result<()> {
-        #[cfg(feature = "sandbox")]
-        let _sandbox = self.jetpay.sandbox;
-        axum::serve(
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `signal` completes, then: stop accepting; end live streams with a
+    /// reconnect hint; let in-flight requests (an Add card waiting on Jetpay, a webhook batch)
+    /// finish, for at most `SHUTDOWN_GRACE_SECS`; stop the jobs; close the database pool.
+    pub async fn run_until(
+        self,
+        signal: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let shutdown = self.shutdown.clone();
+        if let Some((listener, router)) = self.metrics {
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let served = axum::serve(listener, router)
+                    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "metrics listener stopped");
+                }
+            });
+        }
+        let serve = axum::serve(
             self.listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .await
+        .with_graceful_shutdown({
+            let shutdown = shutdown.clone();
+            async move {
+                signal.await;
+                tracing::info!("shutting down: no new connections; finishing in-flight requests");
+                shutdown.cancel();
+            }
+        });
+        let grace = self.shutdown_grace;
+        let result = tokio::select! {
+            served = serve => served,
+            _ = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(?grace, "in-flight requests did not finish in time; exiting anyway");
+                Ok(())
+            }
+        };
+        let _ = self.jobs.await;
+        self.backend.store.close().await;
+        #[cfg(feature = "sandbox")]
+        if let Some(sandbox) = self.jetpay.sandbox {
+            sandbox.shutdown().await;
+        }
+        tracing::info!("stopped");
+        result
+    }
+}
+
+/// SIGTERM (systemd, containers) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
     }
 }

@@ -6,6 +6,7 @@ use app::backend::Backend;
 use axum::extract::FromRef;
 use leptos::prelude::LeptosOptions;
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
 use tower_sessions_sqlx_store::SqliteStore;
 
 use crate::live::StreamSlots;
@@ -22,6 +23,8 @@ pub struct AppState {
     /// The session store, which live streams consult to end with their session.
     pub sessions: SqliteStore,
     pub streams: StreamSlots,
+    /// Cancelled when the server starts shutting down: streams end, jobs stop.
+    pub shutdown: CancellationToken,
 }
 
 impl FromRef<AppState> for LeptosOptions {

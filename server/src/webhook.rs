@@ -63,6 +63,18 @@ impl IntoResponse for WebhookError {
             // Nothing was committed; a non-2xx makes Jetpay deliver again.
             WebhookError::NotRegistered | WebhookError::Apply(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
+        let result = match &self {
+            WebhookError::Unverified(e) => {
+                metrics::counter!("webhook_verification_failures_total", "reason" => e.reason())
+                    .increment(1);
+                "unverified"
+            }
+            WebhookError::NotOurs(NotOurs::OtherWebhook(_)) => "other_webhook",
+            WebhookError::NotOurs(_) => "wrong_api_key",
+            WebhookError::NotRegistered => "not_registered",
+            WebhookError::Apply(_) => "not_applied",
+        };
+        metrics::counter!("webhook_deliveries_total", "result" => result).increment(1);
         match &self {
             WebhookError::Unverified(e) => tracing::warn!(error = %e, "webhook delivery refused"),
             WebhookError::NotOurs(e) => tracing::warn!(error = %e, "webhook delivery refused"),
@@ -77,6 +89,7 @@ impl IntoResponse for WebhookError {
     }
 }
 
+#[tracing::instrument(name = "webhook", skip_all, fields(bytes = body.len()))]
 pub async fn receive(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -108,6 +121,7 @@ pub async fn receive(
         last = batch.events.last().map(|e| e.id),
         "webhook delivery applied"
     );
+    metrics::counter!("webhook_deliveries_total", "result" => "applied").increment(1);
     state.gap_check.notify_one();
     Ok(StatusCode::NO_CONTENT)
 }

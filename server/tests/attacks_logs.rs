@@ -213,6 +213,17 @@ async fn a_full_run_at_trace_level_logs_no_card_data_tokens_or_secrets() {
         .await;
     assert_eq!(status, 200, "{body}");
     session_ids.extend(browser.session_id());
+    // Every request is logged with its id (the access log line, and lines inside it).
+    let traced = browser
+        .http
+        .get(base.join("/health").unwrap())
+        .send()
+        .await
+        .unwrap();
+    let request_id = traced.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
 
     let (active, active_url) = browser.add_card(SUCCESS, false).await;
     let (declined, declined_url) = browser.add_card(DECLINE, true).await;
@@ -276,6 +287,22 @@ async fn a_full_run_at_trace_level_logs_no_card_data_tokens_or_secrets() {
         log.lines().count() > 50,
         "suspiciously little logged:\n{log}"
     );
+    assert!(
+        log.lines()
+            .any(|l| l.contains(&request_id) && l.contains("finished processing request")),
+        "no access log line with request id {request_id}"
+    );
+    // Our callback API key (it tells our deliveries from everyone else's) is a secret too.
+    let api_key: String = {
+        let options = sqlx::sqlite::SqliteConnectOptions::new().filename(dir.path().join("app.db"));
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        let key = sqlx::query_scalar("SELECT api_key FROM jetpay_webhooks")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        key
+    };
 
     let secret_part = |url: &str| url.rsplit('/').next().unwrap().to_owned();
     let spaced = |n: &str| {
@@ -296,6 +323,9 @@ async fn a_full_run_at_trace_level_logs_no_card_data_tokens_or_secrets() {
         ("wrong password".into(), "wrong-password-123".into()),
         ("form URL secret".into(), secret_part(&active_url)),
         ("form URL secret".into(), secret_part(&declined_url)),
+        ("email".into(), email.clone()),
+        ("password hash".into(), "$argon2".into()),
+        ("callback API key".into(), api_key.clone()),
     ];
     for id in &session_ids {
         forbidden.push(("session id".into(), id.clone()));
@@ -331,4 +361,124 @@ async fn a_full_run_at_trace_level_logs_no_card_data_tokens_or_secrets() {
         log.lines().count(),
         forbidden.len() + 1
     );
+}
+
+/// `LEPTOS_ENV=PROD` with an unsafe configuration: the binary refuses to start (exit code 2)
+/// and names the variable to fix, before it opens a port or a database.
+#[test]
+fn production_refuses_to_start_with_each_unsafe_configuration() {
+    let jetpay = [
+        (
+            "JETPAY_BASE_URL",
+            "https://extapi.jetpay.baselinepayments.com",
+        ),
+        ("JETPAY_API_TOKEN", "token"),
+    ];
+    let cases: [(&str, Vec<(&str, &str)>); 5] = [
+        // The embedded sandbox (no Jetpay host at all).
+        (
+            "JETPAY_BASE_URL",
+            vec![("PUBLIC_URL", "https://cards.example.com")],
+        ),
+        // A host without its token.
+        (
+            "JETPAY_API_TOKEN",
+            vec![("PUBLIC_URL", "https://cards.example.com"), jetpay[0]],
+        ),
+        // No public URL.
+        ("PUBLIC_URL", jetpay.to_vec()),
+        // A public URL without TLS.
+        (
+            "PUBLIC_URL",
+            [
+                jetpay.as_slice(),
+                &[("PUBLIC_URL", "http://cards.example.com")],
+            ]
+            .concat(),
+        ),
+        // Not a URL.
+        (
+            "PUBLIC_URL",
+            [jetpay.as_slice(), &[("PUBLIC_URL", "cards.example.com")]].concat(),
+        ),
+    ];
+    for (variable, vars) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_server"))
+            .current_dir(dir.path())
+            .env_clear()
+            .env("LEPTOS_ENV", "PROD")
+            .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
+            .env(
+                "DATABASE_URL",
+                format!("sqlite://{}/app.db", dir.path().display()),
+            )
+            .envs(vars.iter().copied())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{variable}: {stderr}");
+        assert!(stderr.contains(variable), "{variable}: {stderr}");
+        assert!(
+            !dir.path().join("app.db").exists(),
+            "{variable}: a database was created"
+        );
+    }
+}
+
+/// `LOG_FORMAT=json`: every line the server writes is one JSON object (for log shippers), with
+/// the request id on request lines.
+#[tokio::test]
+async fn json_logs_are_one_object_per_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_server"))
+        .current_dir(dir.path())
+        .env_remove("JETPAY_BASE_URL")
+        .env_remove("JETPAY_API_TOKEN")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
+        .env("LEPTOS_SITE_ROOT", dir.path())
+        .env("JETPAY_SANDBOX_ADDR", "127.0.0.1:0")
+        .env("JETPAY_SANDBOX_DB", "memory")
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}/app.db", dir.path().display()),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let reader = collect(child.stdout.take().unwrap(), log.clone());
+    let server = Server(child);
+    let addr = wait_for("the server to listen", async || {
+        let log = log.lock().unwrap();
+        let line = log.lines().find(|l| l.contains("listening"))?;
+        let value: serde_json::Value = serde_json::from_str(line).ok()?;
+        value["addr"].as_str().map(str::to_owned)
+    })
+    .await;
+    let response = reqwest::get(format!("http://{addr}/health")).await.unwrap();
+    let id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    wait_for("the access log line", async || {
+        log.lock().unwrap().contains(&id).then_some(())
+    })
+    .await;
+    drop(server);
+    reader.join().unwrap();
+    let log = log.lock().unwrap().clone();
+    for line in log.lines() {
+        let value: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(value["level"].is_string(), "{line}");
+    }
+    let access = log.lines().find(|l| l.contains(&id)).unwrap();
+    let value: serde_json::Value = serde_json::from_str(access).unwrap();
+    assert_eq!(value["span"]["request_id"], id.as_str(), "{access}");
 }

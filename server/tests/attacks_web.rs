@@ -8,7 +8,9 @@ use std::{
     time::Duration,
 };
 
-use common::{spawn_app, spawn_app_with, Customer, TestApp};
+use common::{
+    spawn_app, spawn_app_unregistered, spawn_app_with, spawn_prod_app, Customer, TestApp,
+};
 use reqwest::{header::HeaderMap, StatusCode};
 
 const SESSION_COOKIE: &str = "saved_cards_session";
@@ -657,26 +659,298 @@ async fn the_session_cookie_is_http_only_and_lax_and_not_secure_over_plain_http_
     assert!(!attributes.contains(&"secure".into()), "{cookie}");
 }
 
+/// Production: a `__Host-` session cookie that is Secure, HSTS, no cache for account pages and
+/// server functions, a CSP whose scripts need this response's nonce, and no demo account.
 #[tokio::test]
-async fn the_session_cookie_is_secure_in_production() {
-    let app = spawn_app_with(&[("LEPTOS_ENV", "PROD")]).await;
-    let answer = call(
-        &app,
-        None,
-        "sign_up",
-        &[
+async fn production_hardens_cookies_headers_and_seeds_nothing() {
+    let (app, _jetpay) = spawn_prod_app(&[]).await;
+    // Same-origin posts come from the public origin, whatever Host the proxy passes on.
+    let response = raw_client()
+        .post(app.url("/api/sign_up"))
+        .header("origin", "https://cards.example.test")
+        .form(&[
             ("name", "Prod"),
             ("email", &email("prod")),
             ("password", PASSWORD),
-        ],
-    )
-    .await;
-    assert!(answer.status.is_success(), "{}", answer.body);
-    let cookie = answer.session_cookie().expect("session cookie");
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let cookie = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("__Host-{SESSION_COOKIE}=")))
+        .expect("a __Host- session cookie")
+        .to_owned();
     let attributes = cookie_attributes(&cookie);
-    assert!(attributes.contains(&"secure".into()), "{cookie}");
-    assert!(attributes.contains(&"httponly".into()), "{cookie}");
-    assert!(attributes.contains(&"samesite=lax".into()), "{cookie}");
+    for wanted in ["secure", "httponly", "samesite=lax", "path=/"] {
+        assert!(attributes.contains(&wanted.into()), "{cookie}");
+    }
+    assert!(
+        !attributes.iter().any(|a| a.starts_with("domain")),
+        "{cookie}"
+    );
+    assert_eq!(
+        response.headers()["cache-control"].to_str().unwrap(),
+        "no-store"
+    );
+    assert!(response.headers()["strict-transport-security"]
+        .to_str()
+        .unwrap()
+        .contains("max-age="));
+
+    let page = raw_client().get(app.url("/sign-in")).send().await.unwrap();
+    let csp = page.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        page.headers()["cache-control"].to_str().unwrap(),
+        "no-store"
+    );
+    assert!(page.headers().contains_key("strict-transport-security"));
+    let html = page.text().await.unwrap();
+    let script_src = csp
+        .split(';')
+        .find(|d| d.trim().starts_with("script-src"))
+        .unwrap();
+    assert!(!script_src.contains("unsafe-inline"), "{csp}");
+    let nonce = script_src
+        .split_whitespace()
+        .find_map(|t| t.strip_prefix("'nonce-"))
+        .and_then(|t| t.strip_suffix('\''))
+        .expect("a script nonce");
+    // Every inline script of the page carries the header's nonce.
+    let inline_scripts = html.matches("<script").count();
+    assert!(inline_scripts > 0);
+    assert_eq!(
+        html.matches(&format!("nonce=\"{nonce}\"")).count(),
+        inline_scripts,
+        "{html}"
+    );
     // No dev conveniences: the demo account does not exist.
     assert_eq!(app.count("SELECT COUNT(*) FROM customers").await, 1);
+}
+
+/// Six wrong passwords for my email from the attacker's address lock that address out, not me:
+/// from my own address I still sign in at once.
+#[tokio::test]
+async fn wrong_passwords_from_one_address_do_not_lock_the_owner_out() {
+    let app = spawn_app_with(&[("TRUSTED_CLIENT_IP_HEADER", "X-Forwarded-For")]).await;
+    let owner = email("owner");
+    sign_up(&app, &owner).await;
+    let from = |ip: &'static str, password: &'static str| {
+        let app = &app;
+        let owner = owner.clone();
+        async move {
+            let response = raw_client()
+                .post(app.url("/api/sign_in"))
+                .header("x-forwarded-for", ip)
+                .form(&[("email", owner.as_str()), ("password", password)])
+                .send()
+                .await
+                .unwrap();
+            (response.status(), response.text().await.unwrap())
+        }
+    };
+    for _ in 0..5 {
+        let (_, body) = from("203.0.113.66", "guess-1234").await;
+        assert!(body.contains(WRONG), "{body}");
+    }
+    let (status, body) = from("203.0.113.66", PASSWORD).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    let (status, body) = from("198.51.100.7", PASSWORD).await;
+    assert!(
+        status.is_success(),
+        "the owner was locked out: {status} {body}"
+    );
+}
+
+/// Per client address: a burst of sign-ups from one address is cut off with a plain sentence;
+/// another address is not affected; and without a trusted proxy header configured, a client
+/// cannot dodge the limit by sending `X-Forwarded-For` itself.
+#[tokio::test]
+async fn sign_ups_are_limited_per_client_address() {
+    for trusted in [true, false] {
+        let mut vars = vec![("IP_RATE_LIMIT_PER_MINUTE", "5")];
+        if trusted {
+            vars.push(("TRUSTED_CLIENT_IP_HEADER", "X-Forwarded-For"));
+        }
+        let app = spawn_app_with(&vars).await;
+        let sign_up_from = |ip: String| {
+            let app = &app;
+            async move {
+                raw_client()
+                    .post(app.url("/api/sign_up"))
+                    .header("x-forwarded-for", ip)
+                    .form(&[
+                        ("name", "Burst"),
+                        ("email", &email("burst")),
+                        ("password", PASSWORD),
+                    ])
+                    .send()
+                    .await
+                    .unwrap()
+            }
+        };
+        for i in 0..5 {
+            // Untrusted: a different spoofed address each time, which must not matter.
+            let ip = if trusted {
+                "203.0.113.1".to_owned()
+            } else {
+                format!("203.0.113.{i}")
+            };
+            assert!(sign_up_from(ip).await.status().is_success());
+        }
+        let last = if trusted {
+            "203.0.113.1"
+        } else {
+            "203.0.113.99"
+        };
+        let refused = sign_up_from(last.to_owned()).await;
+        assert_eq!(
+            refused.status(),
+            StatusCode::TOO_MANY_REQUESTS,
+            "trusted: {trusted}"
+        );
+        let body = refused.text().await.unwrap();
+        assert!(body.contains("Wait a minute"), "{body}");
+        if trusted {
+            assert!(sign_up_from("198.51.100.2".into())
+                .await
+                .status()
+                .is_success());
+        }
+    }
+}
+
+/// Add, remove, add again: each asks Jetpay for a tokenization URL, so the pending cap alone is
+/// no bound. The hourly count of cards added is.
+#[tokio::test]
+async fn add_then_remove_in_a_loop_is_limited_per_hour() {
+    let app = spawn_app_with(&[("CARDS_ADDED_PER_HOUR", "4")]).await;
+    let looper = app.customer("looper").await;
+    for _ in 0..4 {
+        let card = looper.add_card().await;
+        let (status, body) = looper.call("remove_card", &[("card_id", &card)]).await;
+        assert!(status.is_success(), "{body}");
+    }
+    let (status, body) = looper.call("add_card", &[]).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(body.contains("in the last hour"), "{body}");
+    assert_eq!(app.count("SELECT COUNT(*) FROM cards").await, 4);
+}
+
+/// `next` after sign-in never leaves the site, however it is spelled, and never breaks the
+/// request (a newline used to panic it).
+#[tokio::test]
+async fn sign_in_never_redirects_off_site() {
+    let app = spawn_app().await;
+    let who = email("redirected");
+    sign_up(&app, &who).await;
+    let variants = [
+        "/\t/evil.example/",
+        "/\n/evil.example/",
+        "/\r\n/evil.example/",
+        "//evil.example/",
+        "/\\evil.example/",
+        "\\\\evil.example",
+        "https://evil.example/",
+        "http:evil.example",
+        "javascript:alert(1)",
+        "/.//evil.example/",
+        "///evil.example",
+        " //evil.example",
+        "/%2F%2Fevil.example",
+        "%2F%2Fevil.example",
+    ];
+    for next in variants {
+        let response = raw_client()
+            .post(app.url("/api/sign_in"))
+            .form(&[
+                ("email", who.as_str()),
+                ("password", PASSWORD),
+                ("next", next),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            response.status().is_redirection() || response.status().is_success(),
+            "{next:?}: {}",
+            response.status()
+        );
+        if let Some(location) = response.headers().get("location") {
+            let location = location.to_str().unwrap();
+            let resolved = url::Url::parse(&app.url("/"))
+                .unwrap()
+                .join(location)
+                .unwrap();
+            assert_eq!(
+                resolved.origin(),
+                url::Url::parse(&app.url("/")).unwrap().origin(),
+                "{next:?} -> {location:?}"
+            );
+            assert!(!location.starts_with("//"), "{next:?} -> {location:?}");
+        }
+    }
+    // The ordinary case still works.
+    let response = raw_client()
+        .post(app.url("/api/sign_in"))
+        .form(&[
+            ("email", who.as_str()),
+            ("password", PASSWORD),
+            ("next", "/account/cards?x=1"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["location"], "/account/cards?x=1");
+}
+
+/// Behind a reverse proxy that rewrites `Host`, a browser's same-origin post still works (its
+/// Origin is the public URL); a forged `Host` matching a forged `Origin` does not pass.
+#[tokio::test]
+async fn origin_is_checked_against_the_public_url_behind_a_proxy() {
+    let app = spawn_app_unregistered(&[("PUBLIC_URL", "https://cards.example.test")]).await;
+    let post = |host: &'static str, origin: &'static str| {
+        let app = &app;
+        async move {
+            raw_client()
+                .post(app.url("/api/sign_up"))
+                .header("host", host)
+                .header("origin", origin)
+                .form(&[
+                    ("name", "Proxied"),
+                    ("email", &email("proxied")),
+                    ("password", PASSWORD),
+                ])
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    // The proxy passes its upstream address as Host.
+    assert!(post("127.0.0.1:8080", "https://cards.example.test")
+        .await
+        .is_success());
+    assert!(post("backend.internal", "https://cards.example.test")
+        .await
+        .is_success());
+    for (host, origin) in [
+        ("evil.example", "https://evil.example"),
+        ("127.0.0.1:8080", "http://127.0.0.1:8080"),
+        ("cards.example.test", "http://cards.example.test"),
+        ("cards.example.test", "null"),
+    ] {
+        assert_eq!(
+            post(host, origin).await,
+            StatusCode::FORBIDDEN,
+            "{host} {origin}"
+        );
+    }
 }

@@ -1,8 +1,13 @@
 //! The randomized scenario runner: many customers add cards with random test cards while
 //! Jetpay's deliveries are randomly delayed, duplicated (up to 3×), reordered within a batch,
 //! dropped (and then replayed because the server notices the gap), failed and retried, or held
-//! back (paused) so that batches form. After each scenario every card must be in exactly the
-//! state Jetpay's event log implies, every event applied once, and no card may ever have been
+//! back (paused) so that batches form; some scenarios fail deliveries for longer than Jetpay's
+//! retry budget (the webhook goes `failed` and the server must revive it), and some customers
+//! remove a card while its result is on the way. Meanwhile every lane has steady traffic (a
+//! customer adding a card every second) and a second webhook at the same Jetpay whose genuinely
+//! signed batches are forwarded to our server, which must refuse every one. After each scenario
+//! every card must be in exactly the state Jetpay's event log implies, every event applied once
+//! (counted as changes made per event, which can exceed one), and no card may ever have been
 //! seen moving backwards.
 //!
 //! `SCENARIOS` (default 24) sets how many scenarios run; `SCENARIO_LANES` (default 3) how many
@@ -28,7 +33,7 @@ use common::{
     faults::{fast_sandbox_config, spawn_app_against, start_sandbox, submit_form, SandboxAdmin},
     Customer, TestApp,
 };
-use jetpay_sandbox::{Sandbox, Storage};
+use jetpay_sandbox::{Sandbox, SandboxConfig, Storage};
 use rand::{rngs::StdRng, seq::SliceRandom, Rng, SeedableRng};
 use serde_json::{json, Value};
 use tokio::time::Instant;
@@ -76,8 +81,11 @@ struct CardRecord {
     /// Every distinct state seen while polling, in order, ending with the final state.
     seen: Vec<String>,
     last4: Option<String>,
-    /// Rows in `card_changes` for the card (1 for "added", 1 per applied result).
+    /// Rows in `card_changes` for the card (1 for "added", 1 per applied result, 1 for
+    /// "removed").
     changes: i64,
+    /// The customer removed it while its result was on the way.
+    removed: bool,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -104,33 +112,44 @@ impl Verdict {
 }
 
 /// Compares the server's cards and recorded event ids with the event log.
-/// `applied`: event id → how many rows `jetpay_events` has for it and with which outcome.
+/// `applied`: event id → how many changes it made to cards (its applications) and the outcome
+/// recorded for it.
 fn judge(log: &[LogEvent], cards: &[CardRecord], applied: &HashMap<i64, (i64, String)>) -> Verdict {
     let mut v = Verdict::default();
     let by_card: HashMap<&str, &LogEvent> =
         log.iter().map(|e| (e.jetpay_card_id.as_str(), e)).collect();
+    let removed: std::collections::HashSet<&str> = cards
+        .iter()
+        .filter(|c| c.removed)
+        .map(|c| c.jetpay_card_id.as_str())
+        .collect();
     for e in log {
+        let card_removed = removed.contains(e.jetpay_card_id.as_str());
         match applied.get(&e.id) {
             None => {
                 v.lost += 1;
                 v.problems.push(format!("event {} never recorded", e.id));
             }
-            Some((n, _)) if *n != 1 => {
+            Some((n, _)) if *n > 1 => {
                 v.doubled += 1;
-                v.problems
-                    .push(format!("event {} recorded {n} times", e.id));
+                v.problems.push(format!("event {} applied {n} times", e.id));
             }
-            Some((_, outcome)) if outcome != "applied" => {
+            // A result that lands after the customer removed the card changes nothing.
+            Some((0, outcome)) if card_removed && outcome == "ignored" => {}
+            Some((1, outcome)) if outcome == "applied" => {}
+            Some((n, outcome)) => {
                 v.wrong += 1;
-                v.problems
-                    .push(format!("event {} recorded as {outcome}, not applied", e.id));
+                v.problems.push(format!(
+                    "event {} recorded as {outcome} with {n} applications",
+                    e.id
+                ));
             }
-            Some(_) => {}
         }
     }
     for card in cards {
         let event = by_card.get(card.jetpay_card_id.as_str());
         let implied = match event {
+            _ if card.removed => "removed",
             None => "pending",
             Some(e) if e.succeeded => "active",
             Some(_) => "failed",
@@ -147,8 +166,13 @@ fn judge(log: &[LogEvent], cards: &[CardRecord], applied: &HashMap<i64, (i64, St
                 card.card_id
             ));
         }
-        // Seen states must be a prefix of pending → (active | failed): never back, never twice.
-        let forward = match card.seen.as_slice() {
+        // Seen states must be a prefix of pending → (active | failed) (→ removed, when the
+        // customer removed it): never back, never twice.
+        let seen = match card.seen.split_last() {
+            Some((last, before)) if card.removed && last == "removed" => before,
+            _ => card.seen.as_slice(),
+        };
+        let forward = match seen {
             [] | [_] => true,
             [first, second] => first == "pending" && second != "pending",
             _ => false,
@@ -158,7 +182,10 @@ fn judge(log: &[LogEvent], cards: &[CardRecord], applied: &HashMap<i64, (i64, St
             v.problems
                 .push(format!("card {} moved {:?}", card.card_id, card.seen));
         }
-        let expected_changes = 1 + i64::from(event.is_some());
+        let applied_here = event
+            .and_then(|e| applied.get(&e.id))
+            .map_or(0, |(n, _)| *n);
+        let expected_changes = 1 + applied_here.min(1) + i64::from(card.removed);
         if card.changes > expected_changes {
             v.doubled += 1;
             v.problems.push(format!(
@@ -166,7 +193,7 @@ fn judge(log: &[LogEvent], cards: &[CardRecord], applied: &HashMap<i64, (i64, St
                 card.card_id, card.changes
             ));
         }
-        if let Some(e) = event {
+        if let Some(e) = event.filter(|_| applied_here > 0) {
             if card.last4 != e.last4 {
                 v.wrong += 1;
                 v.problems.push(format!(
@@ -195,11 +222,17 @@ fn log_event(v: &Value) -> Option<LogEvent> {
 
 #[derive(Debug)]
 struct Plan {
-    /// (customer index, card number; `None` = the form is never submitted)
-    cards: Vec<(usize, Option<&'static str>)>,
+    /// (customer index, card number; `None` = the form is never submitted, whether the
+    /// customer removes the card right after submitting it)
+    cards: Vec<(usize, Option<&'static str>, bool)>,
     faults: Value,
     pause: bool,
+    /// Deliveries fail for longer than Jetpay's retry budget: the webhook goes `failed`.
+    outage: bool,
 }
+
+/// Failed attempts in a row after which the lanes' Jetpay marks a webhook `failed`.
+const LANE_MAX_ATTEMPTS: u32 = 5;
 
 fn plan(rng: &mut StdRng) -> Plan {
     let n = rng.gen_range(1..=MAX_CARDS);
@@ -212,7 +245,8 @@ fn plan(rng: &mut StdRng) -> Plan {
         }
         per_customer[c] += 1;
         let number = (!rng.gen_bool(0.05)).then(|| CARDS.choose(rng).unwrap().0);
-        cards.push((c, number));
+        let remove = number.is_some() && rng.gen_bool(0.1);
+        cards.push((c, number, remove));
     }
     let mut faults = serde_json::Map::new();
     if rng.gen_bool(0.3) {
@@ -237,24 +271,167 @@ fn plan(rng: &mut StdRng) -> Plan {
     if drop || rng.gen_bool(0.5) {
         faults.insert("count".into(), json!(rng.gen_range(1..=2)));
     }
-    if rng.gen_bool(0.35) {
+    let outage = rng.gen_bool(0.08);
+    if outage {
+        // Two webhooks share the failures; enough for ours to exhaust its budget.
+        faults.insert("fail_times".into(), json!(3 * LANE_MAX_ATTEMPTS));
+    } else if rng.gen_bool(0.35) {
         faults.insert("fail_times".into(), json!(rng.gen_range(1..=3)));
     }
     Plan {
         cards,
         faults: Value::Object(faults),
         pause: rng.gen_bool(0.4),
+        outage,
+    }
+}
+
+/// Counts of the forwarded foreign batches: every one must be refused.
+#[derive(Debug, Default)]
+struct Forwarded {
+    refused: AtomicUsize,
+    accepted: AtomicUsize,
+}
+
+#[derive(Clone)]
+struct Forwarder {
+    target: String,
+    our_key: String,
+    counts: Arc<Forwarded>,
+    http: reqwest::Client,
+}
+
+/// The second webhook's receiver: forwards what Jetpay genuinely signed for it to our server,
+/// once as is and once with our callback API key (as if it had leaked), and counts the answers.
+async fn forward(
+    axum::extract::State(f): axum::extract::State<Forwarder>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> &'static str {
+    let authorization = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    for key in [None, Some(&f.our_key)] {
+        let mut request = f
+            .http
+            .post(&f.target)
+            .header("content-type", "application/json")
+            .header("authorization", &authorization)
+            .body(body.clone());
+        if let Some(key) = key {
+            request = request.header(jetpay::unspecified::CALLBACK_API_KEY_HEADER, key);
+        }
+        match request.send().await.map(|r| r.status().as_u16()) {
+            Ok(401) => f.counts.refused.fetch_add(1, Ordering::SeqCst),
+            _ => f.counts.accepted.fetch_add(1, Ordering::SeqCst),
+        };
+    }
+    "ok"
+}
+
+async fn start_forwarder(app: &TestApp, jetpay: &url::Url) -> Arc<Forwarded> {
+    let counts = Arc::new(Forwarded::default());
+    let forwarder = Forwarder {
+        target: app.callback_url(),
+        our_key: app.registration().await.api_key,
+        counts: counts.clone(),
+        http: reqwest::Client::new(),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = axum::Router::new()
+        .route("/", axum::routing::post(forward))
+        .with_state(forwarder);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    jetpay::Client::new(jetpay::ClientConfig::new(
+        jetpay.clone(),
+        jetpay::ApiToken::new(common::faults::SANDBOX_TOKEN),
+    ))
+    .unwrap()
+    .create_webhook(&jetpay::wire::NewWebhook {
+        callback_url: format!("http://{addr}/"),
+        callback_api_key: Some("another-companys-key".into()),
+        max_wait_seconds: Some(0),
+        max_batch_size: Some(5),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    counts
+}
+
+/// A customer adding a card every second for the whole run: deliveries more often than the
+/// server's background beat. Records what it added, for the final check.
+fn steady_traffic(
+    customer: Customer,
+    added: Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    app_jetpay_ids: TestAppIds,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let form = reqwest::Client::new();
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let (status, body) = customer.call("add_card", &[]).await;
+            // Refused while earlier ones wait (pending cap during a pause): try again later.
+            let Ok(card_id) = serde_json::from_str::<String>(&body).map_err(|_| status) else {
+                continue;
+            };
+            let Some(url) = app_jetpay_ids.form_url(&customer, &card_id).await else {
+                continue;
+            };
+            if submit_form(&form, &url, "4242424242424242").await == 200 {
+                let jetpay_card_id = app_jetpay_ids.jetpay_card_id(&card_id).await;
+                added.lock().unwrap().push((card_id, jetpay_card_id));
+            }
+        }
+    })
+}
+
+/// What the steady-traffic task needs of the app (its pool), without borrowing the lane.
+#[derive(Clone)]
+struct TestAppIds {
+    pool: sqlx::SqlitePool,
+}
+
+impl TestAppIds {
+    async fn jetpay_card_id(&self, card_id: &str) -> String {
+        sqlx::query_scalar("SELECT jetpay_card_id FROM cards WHERE id = $1")
+            .bind(card_id)
+            .fetch_one(&self.pool)
+            .await
+            .unwrap()
+    }
+
+    async fn form_url(&self, customer: &Customer, card_id: &str) -> Option<String> {
+        let (status, body) = customer.call("list_cards", &[]).await;
+        if !status.is_success() {
+            return None;
+        }
+        let page: Value = serde_json::from_str(&body).ok()?;
+        page["cards"]
+            .as_array()?
+            .iter()
+            .find(|c| c["id"] == card_id)
+            .and_then(|c| c["form_url"].as_str())
+            .map(str::to_owned)
     }
 }
 
 struct Lane {
     app: TestApp,
     _sandbox: Sandbox,
+    forwarded: Arc<Forwarded>,
+    steady: Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    steady_task: tokio::task::JoinHandle<()>,
     admin: SandboxAdmin,
     customers: Vec<Customer>,
     form: reqwest::Client,
     /// Every card this lane created, for the final whole-log check.
     all_cards: Vec<(String, String)>,
+    /// Cards removed while their result was on the way.
+    removed_cards: Vec<(String, String)>,
     /// The newest event id of this lane's Jetpay log seen so far.
     log_end: i64,
 }
@@ -269,25 +446,57 @@ struct Figures {
     dropped: usize,
     failed: usize,
     copies: usize,
+    foreign_refused: usize,
+    foreign_accepted: usize,
+    outages: usize,
+    revivals: u64,
+    removed: usize,
+    steady_cards: usize,
 }
 
 impl Lane {
     async fn start() -> Lane {
-        let sandbox = start_sandbox(fast_sandbox_config(Storage::Memory)).await;
+        let sandbox = start_sandbox(SandboxConfig {
+            max_attempts: LANE_MAX_ATTEMPTS,
+            ..fast_sandbox_config(Storage::Memory)
+        })
+        .await;
         let base = sandbox.base_url();
-        // Batches of up to 5, so a pause gathers several events into one delivery.
-        let app = spawn_app_against(&base, 5, &[]).await;
+        // Batches of up to 5, so a pause gathers several events into one delivery. The runner
+        // adds far more cards per customer and address than a person would.
+        let app = spawn_app_against(
+            &base,
+            5,
+            &[
+                ("CARDS_ADDED_PER_HOUR", "1000000"),
+                ("IP_RATE_LIMIT_PER_MINUTE", "1000000"),
+            ],
+        )
+        .await;
         let mut customers = Vec::new();
         for i in 0..CUSTOMERS_PER_LANE {
             customers.push(app.customer(&format!("scenario{i}")).await);
         }
+        let forwarded = start_forwarder(&app, &base).await;
+        let steady = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let steady_task = steady_traffic(
+            app.customer("steady").await,
+            steady.clone(),
+            TestAppIds {
+                pool: app.backend.store.pool().clone(),
+            },
+        );
         let mut lane = Lane {
             app,
             _sandbox: sandbox,
+            forwarded,
+            steady,
+            steady_task,
             admin: SandboxAdmin::new(&base),
             customers,
             form: reqwest::Client::new(),
             all_cards: Vec::new(),
+            removed_cards: Vec::new(),
             log_end: 0,
         };
         // One result delivered without faults first. The server finds a lost delivery by the
@@ -331,9 +540,11 @@ impl Lane {
         let (Some(lo), Some(hi)) = (ids.iter().min(), ids.iter().max()) else {
             return HashMap::new();
         };
+        // Applications are the changes an event made to cards: a primary key on the event id
+        // cannot count those, so "applied once" is checked where it could fail.
         let rows: Vec<(i64, i64, String)> = sqlx::query_as(
-            "SELECT event_id, COUNT(*), MIN(outcome) FROM jetpay_events \
-             WHERE event_id BETWEEN $1 AND $2 GROUP BY event_id",
+            "SELECT e.event_id, (SELECT COUNT(*) FROM card_changes c WHERE c.event_id = e.event_id), \
+             e.outcome FROM jetpay_events e WHERE e.event_id BETWEEN $1 AND $2",
         )
         .bind(lo)
         .bind(hi)
@@ -357,7 +568,7 @@ impl Lane {
         self.admin.faults(&faults).await;
 
         // Every customer of the plan adds their cards at once.
-        let adds = plan.cards.iter().map(|(customer, number)| {
+        let adds = plan.cards.iter().map(|(customer, number, remove)| {
             let customer = &self.customers[*customer];
             let form = &self.form;
             async move {
@@ -367,22 +578,36 @@ impl Lane {
                     let status = submit_form(form, &url, number).await;
                     assert_eq!(status, 200, "hosted form refused a test card");
                 }
+                if *remove {
+                    // Changed their mind while the result is on the way.
+                    let (status, body) =
+                        customer.call("remove_card", &[("card_id", &card_id)]).await;
+                    assert!(status.is_success(), "remove_card: {status} {body}");
+                }
                 card_id
             }
         });
         let card_ids: Vec<String> = futures::future::join_all(adds).await;
         let mut records = Vec::new();
-        for card_id in &card_ids {
+        for ((_, _, removed), card_id) in plan.cards.iter().zip(&card_ids) {
             let jetpay_card_id = self.app.jetpay_card_id(card_id).await;
-            self.all_cards
-                .push((card_id.clone(), jetpay_card_id.clone()));
+            if *removed {
+                self.removed_cards
+                    .push((card_id.clone(), jetpay_card_id.clone()));
+            } else {
+                self.all_cards
+                    .push((card_id.clone(), jetpay_card_id.clone()));
+            }
             records.push(CardRecord {
                 card_id: card_id.clone(),
                 jetpay_card_id,
+                removed: *removed,
                 ..CardRecord::default()
             });
         }
-        let submitted = plan.cards.iter().filter(|(_, n)| n.is_some()).count();
+        let submitted = plan.cards.iter().filter(|(_, n, _)| n.is_some()).count();
+        let ours: std::collections::HashSet<String> =
+            records.iter().map(|r| r.jetpay_card_id.clone()).collect();
 
         // Jetpay's side: wait for every result to be in its log (delivery may be paused).
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -393,6 +618,8 @@ impl Lane {
                 .await
                 .iter()
                 .filter_map(log_event)
+                // The steady customer's results are judged at the end of the run.
+                .filter(|e| ours.contains(&e.jetpay_card_id))
                 .collect();
             if log.len() >= submitted || Instant::now() > deadline {
                 break log;
@@ -414,7 +641,13 @@ impl Lane {
             })
             .collect();
         let ids: Vec<i64> = log.iter().map(|e| e.id).collect();
-        self.log_end = ids.iter().copied().max().unwrap_or(log_before);
+        self.log_end = self
+            .admin
+            .events_after(log_before)
+            .await
+            .last()
+            .and_then(|e| e["id"].as_i64())
+            .unwrap_or(log_before);
         let deadline = Instant::now() + Duration::from_secs(45);
         loop {
             let mut done = true;
@@ -425,10 +658,11 @@ impl Lane {
                 }
                 record.last4 = last4;
                 record.changes = changes;
-                let want = implied
-                    .get(record.jetpay_card_id.as_str())
-                    .copied()
-                    .unwrap_or("pending");
+                let want = match implied.get(record.jetpay_card_id.as_str()) {
+                    _ if record.removed => "removed",
+                    Some(state) => state,
+                    None => "pending",
+                };
                 done &= state == want;
             }
             let recorded = self.recorded(&ids).await;
@@ -454,7 +688,7 @@ impl Lane {
                 .insert(0, format!("scenario {index} (seed {seed}): {plan:?}"));
         }
         // Abandoned forms stay pending (nothing implies otherwise); the customer removes them.
-        for ((customer, number), card_id) in plan.cards.iter().zip(&card_ids) {
+        for ((customer, number, _), card_id) in plan.cards.iter().zip(&card_ids) {
             if number.is_none() {
                 let (status, body) = self.customers[*customer]
                     .call("remove_card", &[("card_id", card_id)])
@@ -463,13 +697,45 @@ impl Lane {
             }
         }
         figures.scenarios += 1;
+        figures.outages += usize::from(plan.outage);
+        figures.removed += records.iter().filter(|r| r.removed).count();
         figures.cards += records.len();
         figures.events += log.len();
         figures.verdict.add(verdict);
     }
 
     /// The whole run of this lane against the whole log: every event once, nothing extra.
-    async fn final_check(&self, figures: &mut Figures) {
+    async fn final_check(&mut self, figures: &mut Figures) {
+        self.steady_task.abort();
+        let steady = self.steady.lock().unwrap().clone();
+        figures.steady_cards += steady.len();
+        self.all_cards.extend(steady);
+        // The steady customer's last results may still be on their way.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let log_cards: HashMap<String, bool> = self
+                .admin
+                .events_after(0)
+                .await
+                .iter()
+                .filter_map(log_event)
+                .map(|e| (e.jetpay_card_id, e.succeeded))
+                .collect();
+            let mut settled = true;
+            for (card_id, jetpay_card_id) in &self.all_cards {
+                let (state, _, _) = self.card_row(card_id).await;
+                let want = match log_cards.get(jetpay_card_id) {
+                    Some(true) => "active",
+                    Some(false) => "failed",
+                    None => "pending",
+                };
+                settled &= state == want || state == "removed";
+            }
+            if settled || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         let log: Vec<LogEvent> = self
             .admin
             .events_after(0)
@@ -490,7 +756,10 @@ impl Lane {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let w = self.admin.webhooks().await;
-            let idle = w.iter().all(|w| w["state"] == "active");
+            let idle = w
+                .iter()
+                .filter(|w| w["identifier"] == identifier.as_str())
+                .all(|w| w["state"] == "active");
             if idle || Instant::now() > deadline {
                 break;
             }
@@ -509,6 +778,18 @@ impl Lane {
                 seen: vec![state],
                 last4,
                 changes,
+                removed: false,
+            });
+        }
+        for (card_id, jetpay_card_id) in &self.removed_cards {
+            let (state, last4, changes) = self.card_row(card_id).await;
+            cards.push(CardRecord {
+                card_id: card_id.clone(),
+                jetpay_card_id: jetpay_card_id.clone(),
+                seen: vec![state],
+                last4,
+                changes,
+                removed: true,
             });
         }
         let recorded = self.recorded(&ids).await;
@@ -522,6 +803,10 @@ impl Lane {
             ));
         }
         figures.verdict.add(verdict);
+        figures.foreign_refused += self.forwarded.refused.load(Ordering::SeqCst);
+        figures.foreign_accepted += self.forwarded.accepted.load(Ordering::SeqCst);
+        figures.revivals +=
+            app::backend::Counters::get(&self.app.backend.counters.webhook_revivals);
         for a in self.admin.attempts(&identifier).await {
             match a["outcome"].as_str() {
                 Some("dropped") => figures.dropped += 1,
@@ -580,19 +865,33 @@ async fn random_faults_never_lose_double_or_reverse_a_result() {
         all.dropped += f.dropped;
         all.failed += f.failed;
         all.copies += f.copies;
+        all.foreign_refused += f.foreign_refused;
+        all.foreign_accepted += f.foreign_accepted;
+        all.outages += f.outages;
+        all.revivals += f.revivals;
+        all.removed += f.removed;
+        all.steady_cards += f.steady_cards;
         all.verdict.add(f.verdict);
     }
     let v = &all.verdict;
     println!(
-        "scenarios {}, cards {}, events {}, delivery attempts {} (dropped {}, failed {}, duplicated {}); \
+        "scenarios {}, cards {} ({} removed mid-activation, {} steady-traffic), events {}, \
+         delivery attempts {} (dropped {}, failed {}, duplicated {}); outages {} (webhook revived {}×); \
+         foreign batches refused {} of {}; \
          lost {}, doubled {}, backwards {}, wrong {}; {:.1?} (SCENARIO_SEED={seed})",
         all.scenarios,
         all.cards,
+        all.removed,
+        all.steady_cards,
         all.events,
         all.deliveries,
         all.dropped,
         all.failed,
         all.copies,
+        all.outages,
+        all.revivals,
+        all.foreign_refused,
+        all.foreign_refused + all.foreign_accepted,
         v.lost,
         v.doubled,
         v.backwards,
@@ -603,6 +902,8 @@ async fn random_faults_never_lose_double_or_reverse_a_result() {
         println!("  {p}");
     }
     assert_eq!(all.scenarios, total);
+    assert_eq!(all.foreign_accepted, 0, "a foreign batch was accepted");
+    assert!(all.foreign_refused > 0, "no foreign batch was tried");
     assert!(
         v.clean(),
         "lost {}, doubled {}, backwards {}, wrong {}",
@@ -646,6 +947,7 @@ fn the_judge_catches_lost_doubled_and_backwards_results() {
         seen: seen.iter().map(|s| s.to_string()).collect(),
         last4: Some(last4.into()),
         changes,
+        removed: false,
     };
     let applied: HashMap<i64, (i64, String)> = [
         (1, (1, "applied".into())),
@@ -676,6 +978,10 @@ fn the_judge_catches_lost_doubled_and_backwards_results() {
         card("c3", &["active"], 2, "4444"),
     ];
     assert_eq!(judge(&log, &doubled, &applied).doubled, 1);
+    // An event applied twice (two changes made by it) is doubled even with one row for it.
+    let mut twice = applied.clone();
+    twice.insert(1, (2, "applied".into()));
+    assert_eq!(judge(&log, &good, &twice).doubled, 1);
 
     let backwards = vec![
         card("c1", &["pending", "active", "failed"], 2, "4242"),

@@ -59,6 +59,9 @@ impl Server {
             ("WEBHOOK_MAX_BATCH_SIZE", "2".to_owned()),
             ("GAP_GRACE_SECS", "1".to_owned()),
             ("SWEEP_INTERVAL_SECS", "1".to_owned()),
+            // One address adds every card of the flood.
+            ("IP_RATE_LIMIT_PER_MINUTE", "10000".to_owned()),
+            ("CARDS_ADDED_PER_HOUR", "10000".to_owned()),
             ("RUST_LOG", "warn".to_owned()),
         ]
         .into_iter()

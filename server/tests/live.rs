@@ -95,3 +95,106 @@ async fn the_stream_needs_a_signed_in_customer() {
         .unwrap();
     assert_eq!(response.status(), 401);
 }
+
+/// A page that was away long enough to miss hundreds of changes gets every one of them on
+/// reconnect, in order (catch-up used to stop at 500).
+#[tokio::test]
+async fn catch_up_after_a_long_disconnect_delivers_every_change() {
+    let app = spawn_app().await;
+    let alice = app.customer("alice").await;
+    let card = alice.add_card().await;
+    let customer: String = sqlx::query_scalar("SELECT customer_id FROM cards WHERE id = $1")
+        .bind(&card)
+        .fetch_one(app.backend.store.pool())
+        .await
+        .unwrap();
+    let from: i64 = app.count("SELECT MAX(seq) FROM card_changes").await;
+    for _ in 0..600 {
+        sqlx::query(
+            "INSERT INTO card_changes (customer_id, card_id, announcement, created_at) VALUES ($1, $2, '', 0)",
+        )
+        .bind(&customer)
+        .bind(&card)
+        .execute(app.backend.store.pool())
+        .await
+        .unwrap();
+    }
+    let ids = read_card_ids(&app, &alice, Some(from), 600).await;
+    assert_eq!(ids.len(), 600);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "in order");
+    assert_eq!(*ids.last().unwrap(), from + 600);
+}
+
+/// Reads a stream until the server ends it; `None` if it is still open at the deadline.
+async fn ends_within(mut response: reqwest::Response, limit: Duration) -> Option<Duration> {
+    let started = tokio::time::Instant::now();
+    loop {
+        match tokio::time::timeout_at(started + limit, response.chunk()).await {
+            Ok(Ok(Some(_))) => continue,
+            Ok(_) => return Some(started.elapsed()),
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Signing out (here from another tab of the same browser) ends the open live stream: a page
+/// left open must not keep receiving card changes for a signed-out session.
+#[tokio::test]
+async fn the_stream_ends_when_its_session_signs_out() {
+    let app = spawn_app().await;
+    let alice = app.customer("alice").await;
+    let response = alice
+        .http
+        .get(app.url("/account/cards/events"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (status, body) = alice.call("sign_out", &[]).await;
+    assert!(
+        status.is_success() || status.is_redirection(),
+        "{status} {body}"
+    );
+    let ended = ends_within(response, Duration::from_secs(10)).await;
+    assert!(ended.is_some(), "the stream outlived its session");
+    eprintln!("stream ended {:?} after sign-out", ended.unwrap());
+}
+
+/// One customer holds a bounded number of streams; one more is refused until one closes.
+#[tokio::test]
+async fn a_customer_gets_a_bounded_number_of_streams() {
+    let app = spawn_app().await;
+    let alice = app.customer("alice").await;
+    let open = || alice.http.get(app.url("/account/cards/events")).send();
+    let mut streams = Vec::new();
+    for _ in 0..server::live::MAX_STREAMS_PER_CUSTOMER {
+        let response = open().await.unwrap();
+        assert_eq!(response.status(), 200);
+        streams.push(response);
+    }
+    let refused = open().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    // Bob is not affected by Alice's tabs.
+    let bob = app.customer("bob").await;
+    let response = bob
+        .http
+        .get(app.url("/account/cards/events"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    drop(streams.pop());
+    let mut reopened = None;
+    for _ in 0..50 {
+        let response = open().await.unwrap();
+        if response.status() == 200 {
+            reopened = Some(response);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        reopened.is_some(),
+        "a closed stream's slot was never given back"
+    );
+}

@@ -14,3 +14,8 @@ CREATE TABLE event_gaps (
 
 -- Tokenization URLs asked per customer per hour are counted from cards, removed ones included.
 CREATE INDEX cards_by_customer_created ON cards (customer_id, created_at);
+
+-- Which Jetpay event made a change (NULL for the customer's own actions): applications can be
+-- counted per event, so "applied at most once" is checked where it can actually fail.
+ALTER TABLE card_changes ADD COLUMN event_id BIGINT;
+ALTER TABLE early_results ADD COLUMN event_id BIGINT;

@@ -149,6 +149,25 @@ impl Backend {
         password: &str,
         ip: Option<ClientIp>,
     ) -> Result<String, AppError> {
+        let result = self.check_sign_in(email, password, ip).await;
+        if let Err(e) = &result {
+            let reason = match e {
+                AppError::WrongCredentials => "wrong_credentials",
+                AppError::SignInRateLimited => "locked",
+                AppError::RateLimited => "address_limit",
+                _ => "error",
+            };
+            metrics::counter!("sign_in_refusals_total", "reason" => reason).increment(1);
+        }
+        result
+    }
+
+    async fn check_sign_in(
+        &self,
+        email: &str,
+        password: &str,
+        ip: Option<ClientIp>,
+    ) -> Result<String, AppError> {
         self.ip_limits.check(Action::SignIn, ip)?;
         let email = Email::parse(email).map_err(|_| AppError::WrongCredentials)?;
         self.sign_in_limiter.attempt(email.as_str(), ip)?;

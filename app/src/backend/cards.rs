@@ -129,6 +129,7 @@ impl Backend {
     ) -> Result<Vec<(i64, EventOutcome)>, AppError> {
         let (outcomes, changes) = self.store.apply_events(events).await?;
         for (id, outcome) in &outcomes {
+            metrics::counter!("jetpay_events_total", "outcome" => outcome.as_str()).increment(1);
             match outcome {
                 EventOutcome::Applied | EventOutcome::Duplicate => {
                     tracing::debug!(event = id, ?outcome, "Jetpay event")

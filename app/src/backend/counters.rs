@@ -1,5 +1,5 @@
-//! Counts of things an operator needs to see: recoveries, refusals, holes given up. Plain atomics
-//! so every part of the server can bump them without a lock; readiness and metrics read them.
+//! Counts of things an operator needs to see: recoveries, refusals, holes given up. Each is kept
+//! twice: as a plain atomic that tests and readiness read, and as a Prometheus counter (`/metrics`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -11,16 +11,30 @@ pub struct Counters {
     pub gaps_given_up: AtomicU64,
     /// Times we found our webhook `failed` while running and revived it.
     pub webhook_revivals: AtomicU64,
-    /// Deliveries refused as not ours (wrong key or webhook id) or not verified.
-    pub deliveries_refused: AtomicU64,
 }
 
 impl Counters {
-    pub fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
-
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Ordering::Relaxed)
     }
+
+    pub fn replay_requested(&self) {
+        self.replays_requested.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("jetpay_replay_requests_total").increment(1);
+    }
+
+    pub fn gap_given_up(&self) {
+        self.gaps_given_up.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("jetpay_event_gaps_given_up_total").increment(1);
+    }
+
+    pub fn webhook_revived(&self) {
+        self.webhook_revivals.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("jetpay_webhook_revivals_total").increment(1);
+    }
+}
+
+/// A card entered `state` (`cards_transitions_total{to}`).
+pub fn card_transition(state: &'static str, count: u64) {
+    metrics::counter!("cards_transitions_total", "to" => state).increment(count);
 }

@@ -71,13 +71,17 @@ impl IpLimits {
     }
 }
 
+/// Who is guessing at which account.
+type Guesser = (String, Option<IpAddr>);
+
 /// Counts failed sign-ins per (email, client IP) within a window. Check and count happen under
 /// one lock, so guesses sent concurrently cannot all pass the check while the first ones are
 /// still verifying their password.
 pub struct SignInLimiter {
     limit: u32,
     window: Duration,
-    failures: Mutex<HashMap<(String, Option<IpAddr>), (u32, Instant)>>,
+    /// Failures and when the window started, per guesser.
+    failures: Mutex<HashMap<Guesser, (u32, Instant)>>,
 }
 
 impl SignInLimiter {

@@ -74,6 +74,8 @@ pub struct Backend {
     ip_limits: limits::IpLimits,
     /// Bounds concurrent argon2 work (each hash holds ~19 MiB) to the number of cores.
     hashing: tokio::sync::Semaphore,
+    /// Our webhook's state as Jetpay last reported it (the background beat reads it).
+    webhook_state: std::sync::RwLock<Option<jetpay::wire::WebhookState>>,
 }
 
 impl Backend {
@@ -88,12 +90,43 @@ impl Backend {
                 settings.sign_in_window,
             ),
             ip_limits: limits::IpLimits::new(settings.ip_requests_per_minute),
+            webhook_state: Default::default(),
             hashing: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             ),
             settings,
             customer_locks: Default::default(),
         })
+    }
+
+    /// Records our webhook's state at Jetpay (readiness, and the `jetpay_webhook_state` gauge:
+    /// 1 for the current state, 0 for the others).
+    pub fn set_webhook_state(&self, state: jetpay::wire::WebhookState) {
+        use jetpay::wire::WebhookState as S;
+        *self
+            .webhook_state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(state);
+        for (s, name) in [
+            (S::Active, "active"),
+            (S::Scheduled, "scheduled"),
+            (S::Dispatching, "dispatching"),
+            (S::BackingOff, "backing_off"),
+            (S::Failed, "failed"),
+        ] {
+            metrics::gauge!("jetpay_webhook_state", "state" => name).set(if s == state {
+                1.0
+            } else {
+                0.0
+            });
+        }
+    }
+
+    pub fn webhook_state(&self) -> Option<jetpay::wire::WebhookState> {
+        *self
+            .webhook_state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Housekeeping for the in-memory limiters; the background beat calls it.

@@ -13,7 +13,7 @@ use sqlx::{
     Row, SqlitePool,
 };
 
-use super::now_ms;
+use super::{counters::card_transition, now_ms};
 use crate::model::{failure_sentence, CardState, CardView};
 
 #[derive(Debug, thiserror::Error)]
@@ -84,7 +84,8 @@ pub enum EventOutcome {
 }
 
 impl EventOutcome {
-    fn as_str(self) -> &'static str {
+    /// The code stored in `jetpay_events.outcome` (and the metrics label).
+    pub fn as_str(self) -> &'static str {
         match self {
             EventOutcome::Applied => "applied",
             EventOutcome::Duplicate => "duplicate",
@@ -117,6 +118,8 @@ impl std::fmt::Debug for WebhookRegistration {
     }
 }
 
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: SqlitePool,
@@ -143,8 +146,33 @@ impl Store {
             .acquire_timeout(std::time::Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
+        MIGRATOR.run(&pool).await?;
         Ok(Self { pool })
+    }
+
+    /// Whether the database answers (readiness).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::classify)?;
+        Ok(())
+    }
+
+    /// Whether every migration this binary carries has been applied (readiness: a binary newer
+    /// than its database must not take traffic).
+    pub async fn schema_is_current(&self) -> Result<bool> {
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StoreError::classify)?;
+        Ok(MIGRATOR.iter().all(|m| applied.contains(&m.version)))
+    }
+
+    /// Closes the pool, waiting for connections in use (shutdown).
+    pub async fn close(&self) {
+        self.pool.close().await;
     }
 
     pub fn pool(&self) -> &SqlitePool {
@@ -300,8 +328,14 @@ impl Store {
             .map_err(StoreError::classify)?;
             if done.rows_affected() == 1 {
                 changes.push(
-                    record_change(&mut tx, customer_id, old, "The failed card was removed.")
-                        .await?,
+                    record_change(
+                        &mut tx,
+                        customer_id,
+                        old,
+                        "The failed card was removed.",
+                        None,
+                    )
+                    .await?,
                 );
             }
         }
@@ -311,11 +345,13 @@ impl Store {
                 customer_id,
                 card_id,
                 "New card added. Verifying it with the bank…",
+                None,
             )
             .await?,
         );
         apply_early_result(&mut tx, jetpay_card_id, now, &mut changes).await?;
         tx.commit().await.map_err(StoreError::classify)?;
+        card_transition("pending", 1);
         Ok(changes)
     }
 
@@ -396,9 +432,11 @@ impl Store {
             .map_err(StoreError::classify)?;
         let mut changes = Vec::new();
         if let Some(previous) = previous {
-            changes.push(record_change(&mut tx, customer_id, &previous, "").await?);
+            changes.push(record_change(&mut tx, customer_id, &previous, "", None).await?);
         }
-        changes.push(record_change(&mut tx, customer_id, card_id, "Default card changed.").await?);
+        changes.push(
+            record_change(&mut tx, customer_id, card_id, "Default card changed.", None).await?,
+        );
         tx.commit().await.map_err(StoreError::classify)?;
         Ok(changes)
     }
@@ -427,11 +465,12 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(StoreError::classify)?;
+        card_transition("removed", 1);
         let mut changes =
-            vec![record_change(&mut tx, customer_id, card_id, "Card removed.").await?];
+            vec![record_change(&mut tx, customer_id, card_id, "Card removed.", None).await?];
         if was_default {
             if let Some(promoted) = promote_newest_active(&mut tx, customer_id, now).await? {
-                changes.push(record_change(&mut tx, customer_id, &promoted, "").await?);
+                changes.push(record_change(&mut tx, customer_id, &promoted, "", None).await?);
             }
         }
         tx.commit().await.map_err(StoreError::classify)?;
@@ -476,6 +515,7 @@ impl Store {
                     customer_id,
                     card_id,
                     "Card received. Verifying it with the bank…",
+                    None,
                 )
                 .await?,
             );
@@ -512,12 +552,14 @@ impl Store {
             .await
             .map_err(StoreError::classify)?;
             if done.rows_affected() == 1 {
+                card_transition("expired", 1);
                 changes.push(
                     record_change(
                         &mut tx,
                         &customer_id,
                         &card_id,
                         "A card was not confirmed in time and has expired. Add it again to retry.",
+                        None,
                     )
                     .await?,
                 );
@@ -541,25 +583,33 @@ impl Store {
         let mut outcomes = Vec::with_capacity(events.len());
         let mut changes = Vec::new();
         for event in events {
-            let seen: Option<i64> =
-                sqlx::query_scalar("SELECT event_id FROM jetpay_events WHERE event_id = $1")
+            let seen: Option<String> =
+                sqlx::query_scalar("SELECT outcome FROM jetpay_events WHERE event_id = $1")
                     .bind(event.id)
                     .fetch_optional(&mut *tx)
                     .await
                     .map_err(StoreError::classify)?;
-            if seen.is_some() {
+            let kind = event.kind();
+            // An id first seen in a garbled copy must not make the intact event a duplicate:
+            // a well-formed event replaces a `malformed` record of its id. Anything else seen
+            // before is a duplicate (Jetpay never reuses an id).
+            let retry_of_malformed = seen.as_deref() == Some(EventOutcome::Malformed.as_str())
+                && !matches!(kind, EventKind::Malformed { .. });
+            if seen.is_some() && !retry_of_malformed {
                 outcomes.push((event.id, EventOutcome::Duplicate));
                 continue;
             }
-            let outcome = match event.kind() {
+            let outcome = match kind {
                 EventKind::CardTokenized(data) => {
-                    apply_tokenized(&mut tx, &data, now, &mut changes).await?
+                    apply_tokenized(&mut tx, event.id, &data, now, &mut changes).await?
                 }
                 EventKind::Unknown { .. } => EventOutcome::UnknownType,
                 EventKind::Malformed { .. } => EventOutcome::Malformed,
             };
             sqlx::query(
-                "INSERT INTO jetpay_events (event_id, event_type, outcome, received_at) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO jetpay_events (event_id, event_type, outcome, received_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (event_id) DO UPDATE SET event_type = excluded.event_type, \
+                 outcome = excluded.outcome, received_at = excluded.received_at",
             )
             .bind(event.id)
             .bind(&event.event_type)
@@ -742,19 +792,23 @@ impl Store {
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
 
+/// Appends to the change log; `event_id` names the Jetpay event that caused it, if one did.
 async fn record_change(
     tx: &mut Tx<'_>,
     customer_id: &str,
     card_id: &str,
     announcement: &str,
+    event_id: Option<i64>,
 ) -> Result<Change> {
     let seq: i64 = sqlx::query_scalar(
-        "INSERT INTO card_changes (customer_id, card_id, announcement, created_at) VALUES ($1, $2, $3, $4) RETURNING seq",
+        "INSERT INTO card_changes (customer_id, card_id, announcement, created_at, event_id) \
+         VALUES ($1, $2, $3, $4, $5) RETURNING seq",
     )
     .bind(customer_id)
     .bind(card_id)
     .bind(announcement)
     .bind(now_ms())
+    .bind(event_id)
     .fetch_one(&mut **tx)
     .await
     .map_err(StoreError::classify)?;
@@ -795,21 +849,24 @@ async fn promote_newest_active(
     Ok((done.rows_affected() == 1).then_some(card_id))
 }
 
-/// Applies one tokenization result. Success moves `pending` or `expired` to `active` (Jetpay's
-/// word is final); failure moves `pending` or `expired` to `failed`. Anything else (a failure
-/// after success, anything on a removed card) is ignored and recorded.
 /// Keeps a result for a card we don't know (yet), so that a pending row written after it picks
 /// it up. The first result for a card wins, as with applied results.
-async fn keep_early_result(tx: &mut Tx<'_>, data: &CardTokenized, now: i64) -> Result<()> {
+async fn keep_early_result(
+    tx: &mut Tx<'_>,
+    event_id: i64,
+    data: &CardTokenized,
+    now: i64,
+) -> Result<()> {
     let json = serde_json::to_string(data)
         .map_err(|e| StoreError::Database(sqlx::Error::Encode(e.into())))?;
     sqlx::query(
-        "INSERT INTO early_results (jetpay_card_id, data, received_at) VALUES ($1, $2, $3) \
+        "INSERT INTO early_results (jetpay_card_id, data, received_at, event_id) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (jetpay_card_id) DO NOTHING",
     )
     .bind(&data.credit_card_id)
     .bind(json)
     .bind(now)
+    .bind(event_id)
     .execute(&mut **tx)
     .await
     .map_err(StoreError::classify)?;
@@ -823,13 +880,15 @@ async fn apply_early_result(
     now: i64,
     changes: &mut Vec<Change>,
 ) -> Result<()> {
-    let early: Option<String> =
-        sqlx::query_scalar("SELECT data FROM early_results WHERE jetpay_card_id = $1")
+    let early: Option<(String, Option<i64>)> =
+        sqlx::query_as("SELECT data, event_id FROM early_results WHERE jetpay_card_id = $1")
             .bind(jetpay_card_id)
             .fetch_optional(&mut **tx)
             .await
             .map_err(StoreError::classify)?;
-    let Some(early) = early else { return Ok(()) };
+    let Some((early, event_id)) = early else {
+        return Ok(());
+    };
     sqlx::query("DELETE FROM early_results WHERE jetpay_card_id = $1")
         .bind(jetpay_card_id)
         .execute(&mut **tx)
@@ -837,15 +896,28 @@ async fn apply_early_result(
         .map_err(StoreError::classify)?;
     match serde_json::from_str::<CardTokenized>(&early) {
         Ok(data) => {
-            apply_tokenized(tx, &data, now, changes).await?;
+            let event_id = event_id.unwrap_or_default();
+            let outcome = apply_tokenized(tx, event_id, &data, now, changes).await?;
+            // The event was recorded as for an unknown card; now we know what became of it.
+            sqlx::query("UPDATE jetpay_events SET outcome = $1 WHERE event_id = $2")
+                .bind(outcome.as_str())
+                .bind(event_id)
+                .execute(&mut **tx)
+                .await
+                .map_err(StoreError::classify)?;
         }
         Err(e) => tracing::warn!(error = %e, "stored early result did not parse"),
     }
     Ok(())
 }
 
+/// Applies one tokenization result. Success moves `pending` or `expired` to `active` (Jetpay's
+/// word is final); failure moves `pending` or `expired` to `failed`. Anything else (a failure
+/// after success, anything on a removed card) is ignored and recorded. Only the card owner's
+/// contact may speak for a card.
 async fn apply_tokenized(
     tx: &mut Tx<'_>,
+    event_id: i64,
     data: &CardTokenized,
     now: i64,
     changes: &mut Vec<Change>,
@@ -859,7 +931,7 @@ async fn apply_tokenized(
     .await
     .map_err(StoreError::classify)?;
     let Some((card_id, customer_id, contact_id)) = card else {
-        keep_early_result(tx, data, now).await?;
+        keep_early_result(tx, event_id, data, now).await?;
         return Ok(EventOutcome::UnknownCard);
     };
     // Jetpay's card ids are its own; only the owner's contact may speak for the card.
@@ -898,6 +970,7 @@ async fn apply_tokenized(
     if done.rows_affected() == 0 {
         return Ok(EventOutcome::Ignored);
     }
+    card_transition(state, 1);
     let title = card_title(data);
     let announcement = match data.state {
         TokenizationState::Succeeded => format!("{title} is now active."),
@@ -906,7 +979,7 @@ async fn apply_tokenized(
             failure_sentence(failure_reason.as_deref())
         ),
     };
-    changes.push(record_change(tx, &customer_id, &card_id, &announcement).await?);
+    changes.push(record_change(tx, &customer_id, &card_id, &announcement, Some(event_id)).await?);
     if data.state == TokenizationState::Succeeded {
         // The first active card becomes the default.
         let made_default = sqlx::query(

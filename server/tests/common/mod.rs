@@ -13,11 +13,44 @@ use server::{config::Config, startup::Application};
 use url::Url;
 
 pub struct TestApp {
+    /// Where the server listens (plain HTTP on loopback): what tests send requests to.
     pub base: Url,
+    /// `PUBLIC_URL` (defaults to `base`): what browsers and Jetpay are told; the webhook's
+    /// callback URL is built from it.
+    pub public: Url,
     pub sandbox: Url,
     pub backend: Arc<Backend>,
+    /// The SQLite file behind the server, for tests that lock it like another process would.
+    pub db_path: std::path::PathBuf,
     _dir: tempfile::TempDir,
 }
+
+/// The server in production mode (`LEPTOS_ENV=PROD`), which refuses the embedded sandbox: a
+/// sandbox started on its own stands in for the real Jetpay host, and `PUBLIC_URL` is https (a
+/// TLS-terminating proxy would be in front). Keep the returned sandbox alive.
+pub async fn spawn_prod_app(extra: &[(&str, &str)]) -> (TestApp, jetpay_sandbox::Sandbox) {
+    let sandbox = jetpay_sandbox::start(jetpay_sandbox::SandboxConfig {
+        listen_addr: "127.0.0.1:0".parse().unwrap(),
+        storage: jetpay_sandbox::Storage::Memory,
+        api_tokens: vec![SANDBOX_TOKEN.to_owned()],
+        min_wait_seconds: 0,
+        ..Default::default()
+    })
+    .await
+    .expect("sandbox starts");
+    let jetpay = sandbox.base_url().to_string();
+    let mut vars = vec![
+        ("LEPTOS_ENV", "PROD"),
+        ("PUBLIC_URL", "https://cards.example.test"),
+        ("JETPAY_BASE_URL", jetpay.as_str()),
+        ("JETPAY_API_TOKEN", SANDBOX_TOKEN),
+    ];
+    vars.extend_from_slice(extra);
+    (spawn_app_unregistered(&vars).await, sandbox)
+}
+
+/// The API token of every sandbox the tests start. Not a secret.
+pub const SANDBOX_TOKEN: &str = "sandbox-token";
 
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
@@ -50,14 +83,17 @@ pub async fn spawn_app_unregistered(extra: &[(&str, &str)]) -> TestApp {
     }
     let config = Config::from_vars(&vars).expect("test config");
     let app = Application::build(config).await.expect("app builds");
-    let base = app.public_url.clone();
+    let base = Url::parse(&format!("http://{}", app.local_addr())).unwrap();
+    let public = app.public_url.clone();
     let sandbox = app.jetpay.client.base_url().clone();
     let backend = app.backend.clone();
     tokio::spawn(app.run());
     TestApp {
         base,
+        public,
         sandbox,
         backend,
+        db_path: dir.path().join("test.db"),
         _dir: dir,
     }
 }
@@ -67,9 +103,25 @@ impl TestApp {
         self.base.join(path).unwrap().to_string()
     }
 
+    /// Our webhook's callback URL, as registered at Jetpay.
+    pub fn callback_url(&self) -> String {
+        self.public.join("/webhooks/jetpay").unwrap().to_string()
+    }
+
+    /// Our webhook's state at the sandbox, as Jetpay reports it.
+    pub async fn webhook_state(&self) -> jetpay::wire::WebhookState {
+        let identifier = uuid::Uuid::parse_str(&self.registration().await.identifier).unwrap();
+        self.backend
+            .jetpay
+            .get_webhook(identifier)
+            .await
+            .unwrap()
+            .state
+    }
+
     /// Waits until the server has registered its webhook at the sandbox.
     async fn wait_for_webhook(&self) {
-        let callback = self.url("/webhooks/jetpay");
+        let callback = self.callback_url();
         for _ in 0..100 {
             if let Ok(Some(_)) = self.backend.store.webhook_identifier(&callback).await {
                 return;
@@ -130,7 +182,12 @@ impl TestApp {
     }
 
     pub async fn wait_for_state(&self, card_id: &str, state: &str) {
-        for _ in 0..200 {
+        self.wait_for_state_within(card_id, state, Duration::from_secs(10))
+            .await
+    }
+
+    pub async fn wait_for_state_within(&self, card_id: &str, state: &str, limit: Duration) {
+        for _ in 0..(limit.as_millis() / 50) {
             if self.card_state(card_id).await == state {
                 return;
             }
@@ -147,7 +204,7 @@ impl TestApp {
     pub async fn registration(&self) -> WebhookRegistration {
         self.backend
             .store
-            .webhook_registration(&self.url("/webhooks/jetpay"))
+            .webhook_registration(&self.callback_url())
             .await
             .unwrap()
             .expect("webhook registered")
