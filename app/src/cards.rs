@@ -15,7 +15,7 @@ use crate::components::{
     notice::FormError,
 };
 use crate::live::{self, LiveEvent};
-use crate::model::{CardState, CardView};
+use crate::model::{CardState, CardView, ChangeKind};
 
 /// What the page needs to know about Jetpay's hosted form: who may talk to it and in which words
 /// (`jetpay::unspecified`, which only the server can read).
@@ -197,6 +197,8 @@ pub struct CardsState {
     pub reconnecting: RwSignal<bool>,
     pub announcement: RwSignal<String>,
     announced_at: StoredValue<f64>,
+    /// Changes heard on the live stream, announced once a refresh shows them.
+    unannounced: StoredValue<Vec<(ChangeKind, String)>>,
     refreshing: StoredValue<bool>,
     again: StoredValue<bool>,
 }
@@ -212,6 +214,7 @@ impl CardsState {
             reconnecting: RwSignal::new(false),
             announcement: RwSignal::new(String::new()),
             announced_at: StoredValue::new(f64::MIN),
+            unannounced: StoredValue::new(Vec::new()),
             refreshing: StoredValue::new(false),
             again: StoredValue::new(false),
         }
@@ -292,6 +295,18 @@ impl CardsState {
             self.seq.set(page.seq);
         }
         set_if_changed(self.cards, page.cards);
+        let heard = self
+            .unannounced
+            .try_update_value(std::mem::take)
+            .unwrap_or_default();
+        for (kind, card_id) in heard {
+            let sentence = self
+                .cards
+                .with_untracked(|cards| kind.sentence(cards.iter().find(|c| c.id == card_id)));
+            if let Some(sentence) = sentence {
+                self.announce(&sentence);
+            }
+        }
     }
 }
 
@@ -368,7 +383,11 @@ fn CardsView(page: CardsPage) -> impl IntoView {
                         {
                             state.seq.set(change.seq);
                         }
-                        state.announce(&change.announcement);
+                        // Worded once the list shows the change, so the sentence can name
+                        // the card as the page now shows it.
+                        state.unannounced.try_update_value(|queue| {
+                            queue.push((ChangeKind::parse(&change.announcement), change.card_id))
+                        });
                         state.refresh();
                     }
                     LiveEvent::Poll | LiveEvent::SessionChanged => state.refresh(),

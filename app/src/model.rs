@@ -187,12 +187,93 @@ fn brand_name(brand: &str) -> String {
     }
 }
 
-/// What the live stream tells a page: which card changed and a sentence for screen readers.
+/// What the live stream tells a page: which card changed, and how, as a [`ChangeKind`] code (the
+/// page words it for screen readers; no sentence is stored or sent).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CardChange {
     pub seq: i64,
     pub card_id: String,
+    /// A [`ChangeKind::code`].
     pub announcement: String,
+}
+
+/// What happened to a card. The database and the stream carry [`ChangeKind::code`]; the words
+/// are chosen where they are shown ([`ChangeKind::sentence`]), so a second language needs no
+/// change to stored data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeKind {
+    /// Add card opened a form (a pending card).
+    Added,
+    /// The hosted form reported the card details submitted.
+    Submitted,
+    Activated,
+    /// Jetpay refused the card, with its failure reason code.
+    Failed(Option<String>),
+    /// No result in time.
+    Expired,
+    Removed,
+    /// "Try again" retired a failed or expired card.
+    Retired,
+    DefaultChanged,
+    /// A change nobody needs to hear about (e.g. the previous default losing its badge).
+    Quiet,
+}
+
+impl ChangeKind {
+    pub fn code(&self) -> String {
+        match self {
+            ChangeKind::Added => "added".into(),
+            ChangeKind::Submitted => "submitted".into(),
+            ChangeKind::Activated => "activated".into(),
+            ChangeKind::Failed(Some(reason)) => format!("failed:{reason}"),
+            ChangeKind::Failed(None) => "failed".into(),
+            ChangeKind::Expired => "expired".into(),
+            ChangeKind::Removed => "removed".into(),
+            ChangeKind::Retired => "retired".into(),
+            ChangeKind::DefaultChanged => "default".into(),
+            ChangeKind::Quiet => String::new(),
+        }
+    }
+
+    /// Reads a stored code; anything unknown is [`ChangeKind::Quiet`].
+    pub fn parse(code: &str) -> Self {
+        match code {
+            "added" => ChangeKind::Added,
+            "submitted" => ChangeKind::Submitted,
+            "activated" => ChangeKind::Activated,
+            "failed" => ChangeKind::Failed(None),
+            "expired" => ChangeKind::Expired,
+            "removed" => ChangeKind::Removed,
+            "retired" => ChangeKind::Retired,
+            "default" => ChangeKind::DefaultChanged,
+            other => match other.strip_prefix("failed:") {
+                Some(reason) => ChangeKind::Failed(Some(reason.to_owned())),
+                None => ChangeKind::Quiet,
+            },
+        }
+    }
+
+    /// The sentence for screen readers, naming the card as the page now shows it.
+    pub fn sentence(&self, card: Option<&CardView>) -> Option<String> {
+        let title = || card.map_or_else(|| "The card".to_owned(), CardView::title);
+        Some(match self {
+            ChangeKind::Added => "New card added. Enter its details in the secure form.".into(),
+            ChangeKind::Submitted => "Card received. Verifying it with the bank…".into(),
+            ChangeKind::Activated => format!("{} is now active.", title()),
+            ChangeKind::Failed(reason) => format!(
+                "{} could not be verified. {}",
+                title(),
+                failure_sentence(reason.as_deref())
+            ),
+            ChangeKind::Expired => {
+                "A card was not completed in time and wasn't saved. Try again to add it.".into()
+            }
+            ChangeKind::Removed => "Card removed.".into(),
+            ChangeKind::Retired => "The failed card was removed.".into(),
+            ChangeKind::DefaultChanged => "Default card changed.".into(),
+            ChangeKind::Quiet => return None,
+        })
+    }
 }
 
 /// The signed-in customer, as pages need it.
@@ -287,6 +368,48 @@ mod tests {
         );
         card.state = CardState::Failed;
         assert_eq!(card.expiry_status(now), None);
+    }
+
+    #[test]
+    fn change_codes_round_trip_and_are_worded_at_display() {
+        for kind in [
+            ChangeKind::Added,
+            ChangeKind::Submitted,
+            ChangeKind::Activated,
+            ChangeKind::Failed(Some("card_declined".into())),
+            ChangeKind::Failed(None),
+            ChangeKind::Expired,
+            ChangeKind::Removed,
+            ChangeKind::Retired,
+            ChangeKind::DefaultChanged,
+            ChangeKind::Quiet,
+        ] {
+            assert_eq!(ChangeKind::parse(&kind.code()), kind);
+            assert!(!kind.code().contains(' '), "a code, not a sentence");
+        }
+        assert_eq!(ChangeKind::parse("Card removed."), ChangeKind::Quiet);
+        let card = CardView {
+            id: "x".into(),
+            state: CardState::Failed,
+            brand: Some("visa".into()),
+            last4: Some("0002".into()),
+            exp_month: None,
+            exp_year: None,
+            is_default: false,
+            added_on: "2026-11-25".into(),
+            failure: None,
+            form_url: None,
+            submitted: true,
+        };
+        assert_eq!(
+            ChangeKind::parse("failed:card_declined").sentence(Some(&card)).unwrap(),
+            "Visa ending 0002 could not be verified. Your bank declined this card. Try another card, or call your bank and try again."
+        );
+        assert_eq!(
+            ChangeKind::Activated.sentence(None).unwrap(),
+            "The card is now active."
+        );
+        assert_eq!(ChangeKind::Quiet.sentence(None), None);
     }
 
     #[test]

@@ -400,11 +400,14 @@ async fn no_card_operation_works_on_another_customers_card() {
     assert!(status.is_success());
     wait_until("Bob's removal on his stream", || {
         let text = bob_stream.lock().unwrap();
-        text.contains(&bobs) && text.contains("Card removed.")
+        text.contains(&bobs) && text.contains(r#""announcement":"removed""#)
     })
     .await;
     wait_until("Alice's removal on her stream", || {
-        alice_stream.lock().unwrap().contains("Card removed.")
+        alice_stream
+            .lock()
+            .unwrap()
+            .contains(r#""announcement":"removed""#)
     })
     .await;
     let bob_text = bob_stream.lock().unwrap().clone();

@@ -14,7 +14,7 @@ use sqlx::{
 };
 
 use super::{counters::card_transition, now_ms};
-use crate::model::{failure_sentence, CardState, CardView};
+use crate::model::{failure_sentence, CardState, CardView, ChangeKind};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -63,6 +63,7 @@ pub struct Change {
     pub seq: i64,
     pub customer_id: String,
     pub card_id: String,
+    /// What happened, as a [`ChangeKind`] code; pages word it.
     pub announcement: String,
 }
 
@@ -328,27 +329,11 @@ impl Store {
             .map_err(StoreError::classify)?;
             if done.rows_affected() == 1 {
                 changes.push(
-                    record_change(
-                        &mut tx,
-                        customer_id,
-                        old,
-                        "The failed card was removed.",
-                        None,
-                    )
-                    .await?,
+                    record_change(&mut tx, customer_id, old, ChangeKind::Retired, None).await?,
                 );
             }
         }
-        changes.push(
-            record_change(
-                &mut tx,
-                customer_id,
-                card_id,
-                "New card added. Verifying it with the bank…",
-                None,
-            )
-            .await?,
-        );
+        changes.push(record_change(&mut tx, customer_id, card_id, ChangeKind::Added, None).await?);
         apply_early_result(&mut tx, jetpay_card_id, now, &mut changes).await?;
         tx.commit().await.map_err(StoreError::classify)?;
         card_transition("pending", 1);
@@ -432,10 +417,19 @@ impl Store {
             .map_err(StoreError::classify)?;
         let mut changes = Vec::new();
         if let Some(previous) = previous {
-            changes.push(record_change(&mut tx, customer_id, &previous, "", None).await?);
+            changes.push(
+                record_change(&mut tx, customer_id, &previous, ChangeKind::Quiet, None).await?,
+            );
         }
         changes.push(
-            record_change(&mut tx, customer_id, card_id, "Default card changed.", None).await?,
+            record_change(
+                &mut tx,
+                customer_id,
+                card_id,
+                ChangeKind::DefaultChanged,
+                None,
+            )
+            .await?,
         );
         tx.commit().await.map_err(StoreError::classify)?;
         Ok(changes)
@@ -467,10 +461,12 @@ impl Store {
         .map_err(StoreError::classify)?;
         card_transition("removed", 1);
         let mut changes =
-            vec![record_change(&mut tx, customer_id, card_id, "Card removed.", None).await?];
+            vec![record_change(&mut tx, customer_id, card_id, ChangeKind::Removed, None).await?];
         if was_default {
             if let Some(promoted) = promote_newest_active(&mut tx, customer_id, now).await? {
-                changes.push(record_change(&mut tx, customer_id, &promoted, "", None).await?);
+                changes.push(
+                    record_change(&mut tx, customer_id, &promoted, ChangeKind::Quiet, None).await?,
+                );
             }
         }
         tx.commit().await.map_err(StoreError::classify)?;
@@ -510,14 +506,7 @@ impl Store {
         let mut changes = Vec::new();
         if done.rows_affected() == 1 {
             changes.push(
-                record_change(
-                    &mut tx,
-                    customer_id,
-                    card_id,
-                    "Card received. Verifying it with the bank…",
-                    None,
-                )
-                .await?,
+                record_change(&mut tx, customer_id, card_id, ChangeKind::Submitted, None).await?,
             );
         }
         tx.commit().await.map_err(StoreError::classify)?;
@@ -554,14 +543,8 @@ impl Store {
             if done.rows_affected() == 1 {
                 card_transition("expired", 1);
                 changes.push(
-                    record_change(
-                        &mut tx,
-                        &customer_id,
-                        &card_id,
-                        "A card was not confirmed in time and has expired. Add it again to retry.",
-                        None,
-                    )
-                    .await?,
+                    record_change(&mut tx, &customer_id, &card_id, ChangeKind::Expired, None)
+                        .await?,
                 );
             }
         }
@@ -793,13 +776,17 @@ impl Store {
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Sqlite>;
 
 /// Appends to the change log; `event_id` names the Jetpay event that caused it, if one did.
+/// Records what happened to a card as a [`ChangeKind`] code (in the `announcement` column, which
+/// holds codes since migration 0005): the page words it.
 async fn record_change(
     tx: &mut Tx<'_>,
     customer_id: &str,
     card_id: &str,
-    announcement: &str,
+    kind: ChangeKind,
     event_id: Option<i64>,
 ) -> Result<Change> {
+    let announcement = kind.code();
+    let announcement = announcement.as_str();
     let seq: i64 = sqlx::query_scalar(
         "INSERT INTO card_changes (customer_id, card_id, announcement, created_at, event_id) \
          VALUES ($1, $2, $3, $4, $5) RETURNING seq",
@@ -971,15 +958,11 @@ async fn apply_tokenized(
         return Ok(EventOutcome::Ignored);
     }
     card_transition(state, 1);
-    let title = card_title(data);
-    let announcement = match data.state {
-        TokenizationState::Succeeded => format!("{title} is now active."),
-        TokenizationState::Failed => format!(
-            "{title} could not be verified. {}",
-            failure_sentence(failure_reason.as_deref())
-        ),
+    let kind = match data.state {
+        TokenizationState::Succeeded => ChangeKind::Activated,
+        TokenizationState::Failed => ChangeKind::Failed(failure_reason),
     };
-    changes.push(record_change(tx, &customer_id, &card_id, &announcement, Some(event_id)).await?);
+    changes.push(record_change(tx, &customer_id, &card_id, kind, Some(event_id)).await?);
     if data.state == TokenizationState::Succeeded {
         // The first active card becomes the default.
         let made_default = sqlx::query(
@@ -994,23 +977,6 @@ async fn apply_tokenized(
         let _ = made_default;
     }
     Ok(EventOutcome::Applied)
-}
-
-fn card_title(data: &CardTokenized) -> String {
-    let view = CardView {
-        id: String::new(),
-        state: CardState::Pending,
-        brand: data.brand.clone(),
-        last4: data.last4.clone(),
-        exp_month: None,
-        exp_year: None,
-        is_default: false,
-        added_on: String::new(),
-        failure: None,
-        form_url: None,
-        submitted: false,
-    };
-    view.title()
 }
 
 fn card_view(r: &SqliteRow, now: i64, url_ttl_ms: i64) -> CardView {
