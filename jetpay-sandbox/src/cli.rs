@@ -421,6 +421,8 @@ fn control_sentence(answer: &Value) -> String {
             "; it is paused, so they go out when it is resumed"
         } else if str_of(answer, "state") == "failed" {
             "; it is failed, so they go out once it is PATCHed"
+        } else if str_of(answer, "state") == "backing_off" {
+            "; its last attempt failed, so they go out with its next retry"
         } else {
             ", going out now ahead of its normal batches"
         };

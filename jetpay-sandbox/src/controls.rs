@@ -110,6 +110,8 @@ impl WebhookControl {
             " It is paused: they go out when it is resumed."
         } else if self.state == "failed" {
             " It is failed: they go out once it is PATCHed."
+        } else if self.state == "backing_off" {
+            " Its last attempt failed: they go out with its next retry."
         } else {
             " They go out now, in batches of up to max_batch_size, before its normal batches."
         };
