@@ -339,3 +339,66 @@ async fn dashboard_forms_refuse_other_sites() {
     let (_, events) = h.admin(Method::GET, "_sandbox/events", None).await;
     assert_eq!(events.as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_paused_webhook_and_its_queued_resend_survive_a_restart() {
+    let dir = std::env::temp_dir().join(format!("jetpay-sandbox-controls-{}", random_id()));
+    let mut config = test_config();
+    config.storage = jetpay_sandbox::Storage::File(dir.join("sandbox.db"));
+    let h = Harness::with(config.clone()).await;
+    let receiver = Receiver::start(&h).await;
+    let hook = h.webhook(&receiver, 10, 0).await;
+    let card = h.new_card("4242424242424242").await;
+    receiver.wait_for_card(&card, SOON).await;
+    let pause = format!("_sandbox/webhooks/{}/pause", hook.identifier);
+    assert_eq!(h.admin(Method::POST, &pause, None).await.0, StatusCode::OK);
+    let resend = format!("_sandbox/webhooks/{}/resend", hook.identifier);
+    let (status, _) = h
+        .admin(Method::POST, &resend, Some(json!({"from_event_id": 1})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    h.sandbox.shutdown().await;
+
+    let h = Harness::with(config).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(receiver.requests(), 1, "still paused after the restart");
+    let page = h
+        .http
+        .get(h.url("_sandbox"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("Paused (resume it to deliver); 0 events waiting."));
+    let resume = format!("_sandbox/webhooks/{}/resume", hook.identifier);
+    let (status, body) = h.admin(Method::POST, &resume, None).await;
+    assert_eq!(
+        (status, body["paused"].as_bool()),
+        (StatusCode::OK, Some(false))
+    );
+    let events = receiver.wait_for_events(2, SOON).await;
+    assert_eq!(events[1].id, 1, "the queued resend went out");
+    h.sandbox.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn dashboard_pauses_every_webhook_with_the_global_fault() {
+    let h = Harness::start().await;
+    let (_, csrf) = dashboard(&h).await;
+    let fields = [
+        ("csrf", csrf.as_str()),
+        ("refresh", "off"),
+        ("webhook", "all"),
+    ];
+    let (_, page) = press(&h, "pause", &fields).await;
+    assert!(notice(&page).starts_with("Paused every webhook (fault pause)"));
+    assert!(page.contains("<button>Resume every webhook</button>"));
+    let (_, faults) = h.admin(Method::GET, "_sandbox/faults", None).await;
+    assert_eq!(faults["paused"], true);
+    press(&h, "resume", &fields).await;
+    let (_, faults) = h.admin(Method::GET, "_sandbox/faults", None).await;
+    assert_eq!(faults["paused"], false);
+}
