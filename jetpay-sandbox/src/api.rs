@@ -51,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/_sandbox/events", get(events::list))
         .route("/_sandbox/attempts", get(controls::attempts))
+        .route("/_sandbox/cards/pending", get(trigger::list_pending))
         .route(
             "/_sandbox/cards/{credit_card_id}/result",
             post(trigger::handle),

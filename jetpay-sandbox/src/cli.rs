@@ -59,7 +59,8 @@ pub struct Conn {
 #[derive(Debug, clap::Args)]
 pub struct TriggerArgs {
     /// The credit card id from `POST /contact/{id}/creditcards/url` (also on the dashboard).
-    credit_card_id: String,
+    /// Default: the newest card waiting for a result.
+    credit_card_id: Option<String>,
     /// Fail with this reason instead of succeeding.
     #[arg(long, value_name = "REASON", value_parser = ["card_declined", "processing_error", "expired_card", "incorrect_cvc"])]
     fail: Option<String>,
@@ -362,7 +363,27 @@ async fn trigger(a: TriggerArgs) -> Result<(), String> {
         Some(reason) => json!({"state": "failed", "failure_reason": reason}),
         None => json!({"state": "succeeded"}),
     };
-    let card = &a.credit_card_id;
+    let (card, newest) = match a.credit_card_id {
+        Some(card) => (card, ""),
+        None => {
+            let pending = admin
+                .call(
+                    Method::GET,
+                    "_sandbox/cards/pending",
+                    None,
+                    "this sandbox cannot list cards",
+                )
+                .await?;
+            let newest = pending
+                .as_array()
+                .and_then(|cards| cards.first())
+                .map(|c| str_of(c, "credit_card_id").to_owned())
+                .filter(|id| !id.is_empty())
+                .ok_or("no card is waiting for a result: add a card in the app first, or name a card id")?;
+            (newest, " (the newest card waiting for a result)")
+        }
+    };
+    let card = &card;
     let path = format!("_sandbox/cards/{}/result", urlencode(card));
     let not_found = format!(
         "no card {card} at this sandbox: use the credit_card_id of a tokenization URL it made \
@@ -382,7 +403,7 @@ async fn trigger(a: TriggerArgs) -> Result<(), String> {
         ""
     };
     println!(
-        "Recorded event {} ({}): card {card} {result}, {} ····{}{submitted}, contact {}; {} webhook(s) will get it with the next batch.",
+        "Recorded event {} ({}): card {card}{newest} {result}, {} ····{}{submitted}, contact {}; {} webhook(s) will get it with the next batch.",
         answer["event"]["id"],
         str_of(&answer["event"], "type"),
         str_of(data, "brand"),

@@ -11,7 +11,7 @@ use crate::card_service::{Outcome, TEST_CARDS};
 use crate::error::ApiError;
 use crate::html::{escape, BASE_CSS};
 use crate::state::AppState;
-use crate::{dispatcher, events, webhooks};
+use crate::{dispatcher, events, trigger, webhooks};
 
 type CardRow = (
     String,
@@ -140,45 +140,29 @@ async fn webhooks_section(
     )
 }
 
-type PendingRow = (String, String, String, i64, Option<String>, Option<String>);
-
 /// Cards still waiting for a result, with a button per result.
 async fn pending_section(state: &AppState, forms: &Forms) -> Result<String, ApiError> {
-    let pending: Vec<PendingRow> = sqlx::query_as(
-        "SELECT s.credit_card_id, s.contact_id, s.created_at, s.expires_at_ms, s.used_at, c.state \
-         FROM tokenization_sessions s LEFT JOIN credit_cards c ON c.id = s.credit_card_id \
-         WHERE c.state IS NULL OR c.state = 'processing' ORDER BY s.created_at DESC LIMIT 20",
-    )
-    .fetch_all(&state.pool)
-    .await?;
-    let now = crate::store::now_ms();
-    let rows = pending
+    let rows = trigger::pending(state, 20)
+        .await?
         .into_iter()
-        .map(|(card_id, contact, created, expires, used, card_state)| {
-            let status = match (card_state, used) {
-                (Some(_), _) => "form submitted, being verified",
-                (None, Some(_)) => "URL used",
-                (None, None) if expires <= now => "URL expired, form not submitted",
-                (None, None) => "URL handed out, form not submitted",
-            };
+        .map(|card| {
+            let id = escape(&card.credit_card_id);
             let mut buttons = format!(
                 "{}<button name=\"result\" value=\"succeeded\" aria-label=\"Succeed card {id}\">Succeed</button>",
-                hidden("card_id", &card_id),
-                id = escape(&card_id)
+                hidden("card_id", &card.credit_card_id),
             );
             for outcome in Outcome::FAILURES {
                 let label = failure_label(outcome);
                 buttons.push_str(&format!(
                     " <button name=\"result\" value=\"{code}\" aria-label=\"{label}: card {id}\">{label}</button>",
                     code = outcome.as_str(),
-                    id = escape(&card_id)
                 ));
             }
             tr(&[
-                escape(&card_id),
-                escape(&contact),
-                escape(&created),
-                status.to_owned(),
+                id.clone(),
+                escape(&card.contact_id),
+                escape(&card.url_created_at),
+                card.status.to_owned(),
                 forms.form("trigger", &buttons),
             ])
         })

@@ -191,6 +191,58 @@ pub fn describe(card_id: &str, t: &Triggered) -> String {
     )
 }
 
+/// A card a tokenization URL was made for that has no result yet.
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingCard {
+    pub credit_card_id: String,
+    pub contact_id: String,
+    pub url_created_at: String,
+    /// In words: whether the form was submitted, whether the URL expired.
+    pub status: &'static str,
+}
+
+type PendingRow = (String, String, String, i64, Option<String>, Option<String>);
+
+/// The newest `limit` cards waiting for a result, newest first.
+pub async fn pending(state: &AppState, limit: u32) -> Result<Vec<PendingCard>, sqlx::Error> {
+    let rows: Vec<PendingRow> = sqlx::query_as(
+        "SELECT s.credit_card_id, s.contact_id, s.created_at, s.expires_at_ms, s.used_at, c.state \
+         FROM tokenization_sessions s LEFT JOIN credit_cards c ON c.id = s.credit_card_id \
+         WHERE c.state IS NULL OR c.state = 'processing' \
+         ORDER BY s.created_at DESC, s.rowid DESC LIMIT ?",
+    )
+    .bind(i64::from(limit))
+    .fetch_all(&state.pool)
+    .await?;
+    let now = crate::store::now_ms();
+    Ok(rows
+        .into_iter()
+        .map(
+            |(credit_card_id, contact_id, url_created_at, expires, used, card)| {
+                let status = match (card, used) {
+                    (Some(_), _) => "form submitted, being verified",
+                    (None, Some(_)) => "URL used",
+                    (None, None) if expires <= now => "URL expired, form not submitted",
+                    (None, None) => "URL handed out, form not submitted",
+                };
+                PendingCard {
+                    credit_card_id,
+                    contact_id,
+                    url_created_at,
+                    status,
+                }
+            },
+        )
+        .collect())
+}
+
+/// `GET /_sandbox/cards/pending`: the cards waiting for a result, newest first (at most 100).
+pub async fn list_pending(
+    State(state): State<AppState>,
+) -> Result<Json<Vec<PendingCard>>, ApiError> {
+    Ok(Json(pending(&state, 100).await?))
+}
+
 /// `POST /_sandbox/cards/{credit_card_id}/result`.
 pub async fn handle(
     State(state): State<AppState>,

@@ -32,6 +32,7 @@ async fn control_endpoints_need_the_token() {
         (Method::POST, format!("_sandbox/webhooks/{id}/pause")),
         (Method::POST, format!("_sandbox/webhooks/{id}/resume")),
         (Method::GET, "_sandbox/attempts".to_owned()),
+        (Method::GET, "_sandbox/cards/pending".to_owned()),
     ] {
         let res = h
             .http

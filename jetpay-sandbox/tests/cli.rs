@@ -152,6 +152,34 @@ async fn trigger_failure_overrides_a_card_being_verified() {
 }
 
 #[tokio::test]
+async fn trigger_without_an_id_takes_the_newest_waiting_card() {
+    let h = Harness::start().await;
+    let ran = run(&h, &["trigger"]).await;
+    assert_eq!(ran.code, Some(1));
+    assert!(
+        ran.stderr.contains("no card is waiting for a result"),
+        "{}",
+        ran.stderr
+    );
+
+    let (_, older) = h.card_url().await;
+    let (_, newer) = h.card_url().await;
+    let out = ok(&h, &["trigger", "--fail", "processing_error"]).await;
+    let expected = format!(
+        "card {} (the newest card waiting for a result) failed (processing_error)",
+        newer.credit_card_id
+    );
+    assert!(out.contains(&expected), "{out}");
+    let out = ok(&h, &["trigger"]).await;
+    assert!(
+        out.contains(&format!("card {} (the newest", older.credit_card_id)),
+        "{out}"
+    );
+    let (_, pending) = h.admin(Method::GET, "_sandbox/cards/pending", None).await;
+    assert_eq!(pending, serde_json::json!([]));
+}
+
+#[tokio::test]
 async fn trigger_of_an_unknown_card_says_so() {
     let h = Harness::start().await;
     let ran = run(&h, &["trigger", "card_456"]).await;
