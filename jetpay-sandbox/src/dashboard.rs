@@ -225,7 +225,7 @@ fn controls_section(state: &AppState, hooks: &[webhooks::WebhookRow], forms: &Fo
     let mut out = String::from("<div class=\"controls\">");
     out.push_str(&forms.form(
         "fail-next",
-        "<label for=\"fail-n\">Fail the next</label> <input id=\"fail-n\" name=\"n\" type=\"number\" min=\"0\" value=\"1\" inputmode=\"numeric\"> <button>deliveries</button>",
+        "<label for=\"fail-n\">Deliveries to fail</label> <input id=\"fail-n\" name=\"n\" type=\"number\" min=\"0\" value=\"1\" inputmode=\"numeric\"> <button>Fail the next deliveries</button>",
     ));
     out.push_str(&forms.form(
         all_action,

@@ -154,21 +154,7 @@ async fn step(state: &AppState, webhook_id: i64) -> Result<Next, sqlx::Error> {
         return Ok(Next::WaitForKick);
     }
     if let Some(resend) = resend {
-        // Asked for explicitly: sent at once, ahead of the normal batches.
-        let events = events::after(&state.pool, resend.next_id - 1, batch_size).await?;
-        let events: Vec<Event> = events
-            .into_iter()
-            .filter(|e| e.id <= resend.last_id)
-            .collect();
-        if events.is_empty() {
-            controls::resend_sent(&state.pool, resend, resend.last_id).await?;
-            return Ok(Next::Again);
-        }
-        let Some(plan) = state.faults.plan_delivery() else {
-            return Ok(Next::WaitForKick);
-        };
-        deliver(state, &wh, events, plan, Target::Resend(resend)).await?;
-        return Ok(Next::Again);
+        return send_resend(state, &wh, resend, batch_size).await;
     }
     let Some(oldest) = batch.first() else {
         return Ok(Next::WaitForKick);
@@ -183,6 +169,30 @@ async fn step(state: &AppState, webhook_id: i64) -> Result<Next, sqlx::Error> {
         return Ok(Next::WaitForKick);
     };
     deliver(state, &wh, batch, plan, Target::Cursor).await?;
+    Ok(Next::Again)
+}
+
+/// Sends the next batch of a queued resend: asked for explicitly, so at once (no batching wait)
+/// and ahead of the webhook's normal batches.
+async fn send_resend(
+    state: &AppState,
+    wh: &WebhookRow,
+    resend: Resend,
+    batch_size: u32,
+) -> Result<Next, sqlx::Error> {
+    let events: Vec<Event> = events::after(&state.pool, resend.next_id - 1, batch_size)
+        .await?
+        .into_iter()
+        .filter(|e| e.id <= resend.last_id)
+        .collect();
+    if events.is_empty() {
+        controls::resend_sent(&state.pool, resend, resend.last_id).await?;
+        return Ok(Next::Again);
+    }
+    let Some(plan) = state.faults.plan_delivery() else {
+        return Ok(Next::WaitForKick);
+    };
+    deliver(state, wh, events, plan, Target::Resend(resend)).await?;
     Ok(Next::Again)
 }
 

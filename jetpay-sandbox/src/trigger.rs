@@ -113,35 +113,10 @@ pub async fn record(
             },
             true,
         ),
-        None => {
-            let card = StoredCard::test_card();
-            let now = format_time(Utc::now());
-            sqlx::query(
-                "UPDATE tokenization_sessions SET used_at = COALESCE(used_at, ?) \
-                 WHERE credit_card_id = ?",
-            )
-            .bind(&now)
-            .bind(card_id)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "INSERT INTO credit_cards (id, contact_id, state, brand, last4, exp_month, \
-                 exp_year, outcome, process_after_ms, created_at) \
-                 VALUES (?, ?, 'processing', ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(card_id)
-            .bind(&contact_id)
-            .bind(&card.brand)
-            .bind(&card.last4)
-            .bind(card.exp_month)
-            .bind(card.exp_year)
-            .bind(outcome.as_str())
-            .bind(NOT_SCHEDULED)
-            .bind(&now)
-            .execute(&mut *tx)
-            .await?;
-            (card, false)
-        }
+        None => (
+            use_up_unsubmitted(&mut tx, card_id, &contact_id, outcome).await?,
+            false,
+        ),
     };
     let (data, new_state) = card_service::result_data(card_id, &contact_id, &stored, outcome)?;
     let reason = outcome.failure().map(|f| f.0);
@@ -166,6 +141,41 @@ pub async fn record(
         form_submitted,
         webhooks,
     })
+}
+
+/// A card whose form was never submitted: uses its URL up and stores it as the 4242 test card,
+/// still processing (the caller records the result).
+async fn use_up_unsubmitted(
+    conn: &mut sqlx::SqliteConnection,
+    card_id: &str,
+    contact_id: &str,
+    outcome: Outcome,
+) -> Result<StoredCard, sqlx::Error> {
+    let card = StoredCard::test_card();
+    let now = format_time(Utc::now());
+    sqlx::query(
+        "UPDATE tokenization_sessions SET used_at = COALESCE(used_at, ?) WHERE credit_card_id = ?",
+    )
+    .bind(&now)
+    .bind(card_id)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(
+        "INSERT INTO credit_cards (id, contact_id, state, brand, last4, exp_month, exp_year, \
+         outcome, process_after_ms, created_at) VALUES (?, ?, 'processing', ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(card_id)
+    .bind(contact_id)
+    .bind(&card.brand)
+    .bind(&card.last4)
+    .bind(card.exp_month)
+    .bind(card.exp_year)
+    .bind(outcome.as_str())
+    .bind(NOT_SCHEDULED)
+    .bind(&now)
+    .execute(&mut *conn)
+    .await?;
+    Ok(card)
 }
 
 /// A sentence saying what [`record`] did.

@@ -229,7 +229,7 @@ async fn dashboard_buttons_act_on_the_sandbox() {
     assert!(page.contains(&format!(
         "aria-label=\"Decline: card {card}\">Decline</button>"
     )));
-    assert!(page.contains("<label for=\"fail-n\">Fail the next</label>"));
+    assert!(page.contains("<label for=\"fail-n\">Deliveries to fail</label>"));
     assert!(
         !page.contains("http-equiv=\"refresh\""),
         "refresh=off stops refreshing"
