@@ -98,10 +98,11 @@ async fn trigger_endpoint_validates_and_answers_the_event() {
 async fn attempt_feed_pages_by_id() {
     let h = Harness::start().await;
     let receiver = Receiver::start(&h).await;
-    h.webhook(&receiver, 1, 0).await;
+    let hook = h.webhook(&receiver, 1, 0).await;
     for _ in 0..3 {
         let card = h.new_card("4242424242424242").await;
         receiver.wait_for_card(&card, SOON).await;
+        h.wait_for_state(&hook, WebhookState::Active, SOON).await;
     }
     let (_, all) = h.admin(Method::GET, "_sandbox/attempts", None).await;
     let ids: Vec<i64> = all
@@ -273,6 +274,7 @@ async fn dashboard_buttons_act_on_the_sandbox() {
     press(&h, "resume", &fields).await;
     let (_, data) = receiver.wait_for_card(&card, SOON).await;
     assert_eq!(data.failure_reason.as_deref(), Some("card_declined"));
+    h.wait_for_state(&hook, WebhookState::Active, SOON).await;
     let outcomes: Vec<String> = h
         .attempts(&hook)
         .await
@@ -280,7 +282,6 @@ async fn dashboard_buttons_act_on_the_sandbox() {
         .map(|a| a["outcome"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(outcomes, ["failed", "delivered"]);
-    h.wait_for_state(&hook, WebhookState::Active, SOON).await;
 
     // Resend event 1 from its row's button.
     let mut fields = with(&[("from", "1")]);
@@ -351,6 +352,7 @@ async fn a_paused_webhook_and_its_queued_resend_survive_a_restart() {
     let hook = h.webhook(&receiver, 10, 0).await;
     let card = h.new_card("4242424242424242").await;
     receiver.wait_for_card(&card, SOON).await;
+    h.wait_for_state(&hook, WebhookState::Active, SOON).await;
     let pause = format!("_sandbox/webhooks/{}/pause", hook.identifier);
     assert_eq!(h.admin(Method::POST, &pause, None).await.0, StatusCode::OK);
     let resend = format!("_sandbox/webhooks/{}/resend", hook.identifier);

@@ -222,12 +222,14 @@ async fn resend_delivers_an_event_and_a_range_again() {
     );
     receiver.wait_for_events(4, SOON).await;
     assert_eq!(receiver.events()[3].id, 2);
+    h.wait_for_state(&hook, WebhookState::Active, SOON).await;
 
     let out = ok(&h, &["resend", "1..3", "--webhook", &hook.id.to_string()]).await;
     assert!(out.contains("events 1..3 (3 events)"), "{out}");
     let events = receiver.wait_for_events(7, SOON).await;
     let again: Vec<i64> = events[4..].iter().map(|e| e.id).collect();
     assert_eq!(again, vec![1, 2, 3], "one batch, ascending");
+    h.wait_for_state(&hook, WebhookState::Active, SOON).await;
     let attempts = h.attempts(&hook).await;
     let resent: Vec<&Value> = attempts.iter().filter(|a| a["note"] == "resend").collect();
     assert_eq!(resent.len(), 2);
@@ -262,6 +264,8 @@ async fn fail_next_two_fails_twice_then_delivers() {
     let (_, url) = h.card_url().await;
     ok(&h, &["trigger", &url.credit_card_id]).await;
     receiver.wait_for_card(&url.credit_card_id, SOON).await;
+    // Active again once the delivery is recorded (the receiver has it a moment before).
+    h.wait_for_state(&hook, WebhookState::Active, SOON).await;
     let attempts = h.attempts(&hook).await;
     let outcomes: Vec<(&str, i64)> = attempts
         .iter()
@@ -375,6 +379,7 @@ async fn tail_prints_a_line_per_new_attempt() {
     let hook = h.webhook(&receiver, 10, 0).await;
     let before = h.new_card("4242424242424242").await;
     receiver.wait_for_card(&before, SOON).await;
+    h.wait_for_state(&hook, WebhookState::Active, SOON).await;
 
     let mut child = command(&h, &["tail"], TOKEN)
         .stdout(Stdio::piped())
