@@ -1,17 +1,18 @@
 //! `GET /_sandbox`: a small page for developers answering "why is my card still pending?".
 //! No auth (a local development tool) and no card data beyond brand and last four digits.
-//! Its buttons post to `dashboard_actions`.
+//! Its buttons (forms) are rendered and handled by `dashboard_actions`.
 
 use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
-use crate::card_service::{Outcome, TEST_CARDS};
+use crate::card_service::TEST_CARDS;
+use crate::dashboard_actions::{actions_section, controls_section, pending_section, Forms};
 use crate::error::ApiError;
 use crate::html::{escape, BASE_CSS};
 use crate::state::AppState;
-use crate::{dispatcher, events, trigger, webhooks};
+use crate::{dispatcher, events, webhooks};
 
 type CardRow = (
     String,
@@ -28,7 +29,7 @@ fn opt<T: ToString>(v: Option<T>) -> String {
     v.map_or_else(|| "—".to_owned(), |v| escape(&v.to_string()))
 }
 
-fn table(head: &[&str], rows: Vec<String>, empty: &str) -> String {
+pub(crate) fn table(head: &[&str], rows: Vec<String>, empty: &str) -> String {
     if rows.is_empty() {
         return format!("<p class=\"muted\">{}</p>", escape(empty));
     }
@@ -42,7 +43,7 @@ fn table(head: &[&str], rows: Vec<String>, empty: &str) -> String {
     )
 }
 
-fn tr(cells: &[String]) -> String {
+pub(crate) fn tr(cells: &[String]) -> String {
     let tds: String = cells.iter().map(|c| format!("<td>{c}</td>")).collect();
     format!("<tr>{tds}</tr>")
 }
@@ -52,41 +53,6 @@ fn tr(cells: &[String]) -> String {
 pub struct PageQuery {
     done: Option<u64>,
     refresh: Option<String>,
-}
-
-/// What every form of the page carries: the form secret and the refresh mode.
-struct Forms {
-    action_base: String,
-    hidden: String,
-}
-
-impl Forms {
-    fn new(state: &AppState, refresh_off: bool) -> Self {
-        Forms {
-            action_base: format!("{}_sandbox/actions/", state.base_url.path()),
-            hidden: format!(
-                "<input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"refresh\" value=\"{}\">",
-                escape(&state.dashboard_secret),
-                if refresh_off { "off" } else { "on" }
-            ),
-        }
-    }
-
-    /// `<form>` posting to `action`, holding `inner` (fields and buttons).
-    fn form(&self, action: &str, inner: &str) -> String {
-        format!(
-            "<form class=\"inline\" method=\"post\" action=\"{}{action}\">{}{inner}</form>",
-            escape(&self.action_base),
-            self.hidden
-        )
-    }
-}
-
-fn hidden(name: &str, value: &str) -> String {
-    format!(
-        "<input type=\"hidden\" name=\"{name}\" value=\"{}\">",
-        escape(value)
-    )
 }
 
 async fn webhooks_section(
@@ -105,7 +71,7 @@ async fn webhooks_section(
             action,
             &format!(
                 "{}<button aria-label=\"{label} webhook {id}\">{label}</button>",
-                hidden("webhook", &wh.identifier),
+                crate::dashboard_actions::hidden("webhook", &wh.identifier),
                 id = wh.id
             ),
         );
@@ -138,154 +104,6 @@ async fn webhooks_section(
         rows,
         "No webhook registered: nothing will be delivered. POST /webhooks/ to register one.",
     )
-}
-
-/// Cards still waiting for a result, with a button per result.
-async fn pending_section(state: &AppState, forms: &Forms) -> Result<String, ApiError> {
-    let rows = trigger::pending(state, 20)
-        .await?
-        .into_iter()
-        .map(|card| {
-            let id = escape(&card.credit_card_id);
-            let mut buttons = format!(
-                "{}<button name=\"result\" value=\"succeeded\" aria-label=\"Succeed card {id}\">Succeed</button>",
-                hidden("card_id", &card.credit_card_id),
-            );
-            for outcome in Outcome::FAILURES {
-                let label = failure_label(outcome);
-                buttons.push_str(&format!(
-                    " <button name=\"result\" value=\"{code}\" aria-label=\"{label}: card {id}\">{label}</button>",
-                    code = outcome.as_str(),
-                ));
-            }
-            tr(&[
-                id.clone(),
-                escape(&card.contact_id),
-                escape(&card.url_created_at),
-                card.status.to_owned(),
-                forms.form("trigger", &buttons),
-            ])
-        })
-        .collect();
-    Ok(table(
-        &[
-            "credit card id",
-            "contact",
-            "URL created",
-            "status",
-            "result",
-        ],
-        rows,
-        "No card is waiting for a result.",
-    ))
-}
-
-fn failure_label(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Declined => "Decline",
-        Outcome::ProcessingError => "Processing error",
-        Outcome::ExpiredCard => "Expired card",
-        Outcome::IncorrectCvc => "Incorrect CVC",
-        Outcome::Success | Outcome::SlowSuccess => "Succeed",
-    }
-}
-
-/// "Resend" buttons of one event, one per webhook.
-fn resend_buttons(event_id: i64, hooks: &[webhooks::WebhookRow], forms: &Forms) -> String {
-    hooks
-        .iter()
-        .map(|wh| {
-            let label = if hooks.len() == 1 {
-                "Resend".to_owned()
-            } else {
-                format!("Resend to {}", wh.id)
-            };
-            forms.form(
-                "resend",
-                &format!(
-                    "{}{}<button aria-label=\"Resend event {event_id} to webhook {}\">{label}</button>",
-                    hidden("webhook", &wh.identifier),
-                    hidden("from", &event_id.to_string()),
-                    wh.id
-                ),
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Fail next N, pause/resume all, rotate, resend a range.
-fn controls_section(state: &AppState, hooks: &[webhooks::WebhookRow], forms: &Forms) -> String {
-    let paused = state.faults.is_paused();
-    let (all_action, all_label) = if paused {
-        ("resume", "Resume every webhook")
-    } else {
-        ("pause", "Pause every webhook")
-    };
-    let mut out = String::from("<div class=\"controls\">");
-    out.push_str(&forms.form(
-        "fail-next",
-        "<label for=\"fail-n\">Deliveries to fail</label> <input id=\"fail-n\" name=\"n\" type=\"number\" min=\"0\" value=\"1\" inputmode=\"numeric\"> <button>Fail the next deliveries</button>",
-    ));
-    out.push_str(&forms.form(
-        all_action,
-        &format!("{}<button>{all_label}</button>", hidden("webhook", "all")),
-    ));
-    out.push_str(&forms.form("rotate", "<button>Rotate signing key</button>"));
-    if !hooks.is_empty() {
-        let options: String = hooks
-            .iter()
-            .map(|wh| {
-                format!(
-                    "<option value=\"{}\">{} ({})</option>",
-                    escape(&wh.identifier),
-                    wh.id,
-                    escape(&wh.callback_url)
-                )
-            })
-            .collect();
-        out.push_str(&forms.form(
-            "resend",
-            &format!(
-                "<label for=\"resend-from\">Resend events</label> <input id=\"resend-from\" name=\"from\" type=\"number\" min=\"1\" required inputmode=\"numeric\"> \
-                 <label for=\"resend-to\">to</label> <input id=\"resend-to\" name=\"to\" type=\"number\" min=\"1\" inputmode=\"numeric\"> \
-                 <label for=\"resend-webhook\">to webhook</label> <select id=\"resend-webhook\" name=\"webhook\">{options}</select> <button>Resend</button>"
-            ),
-        ));
-    }
-    out.push_str("</div>");
-    out
-}
-
-/// The message of the action just done, and the recent actions.
-fn actions_section(state: &AppState, done: Option<u64>) -> (String, String) {
-    let actions = state.recent_actions();
-    let notice = done
-        .and_then(|seq| actions.iter().find(|a| a.seq == seq))
-        .map(|a| {
-            format!(
-                "<p role=\"status\" class=\"notice {}\">{}</p>",
-                if a.ok { "ok" } else { "error" },
-                escape(&a.text)
-            )
-        })
-        .unwrap_or_else(|| "<p role=\"status\" class=\"notice-empty\"></p>".to_owned());
-    let items: String = actions
-        .iter()
-        .map(|a| {
-            format!(
-                "<li>{} {}</li>",
-                escape(&crate::store::format_time(a.at)),
-                escape(&a.text)
-            )
-        })
-        .collect();
-    let list = if items.is_empty() {
-        "<p class=\"muted\">Nothing done yet (buttons here or <code>jetpay-sandbox</code> subcommands).</p>".to_owned()
-    } else {
-        format!("<ul>{items}</ul>")
-    };
-    (notice, list)
 }
 
 pub async fn page(
@@ -420,7 +238,7 @@ async fn events_section(
                 field("creditCardId"),
                 field("state"),
                 field("failureReason"),
-                resend_buttons(e.id, hooks, forms),
+                crate::dashboard_actions::resend_buttons(e.id, hooks, forms),
             ])
         })
         .collect();

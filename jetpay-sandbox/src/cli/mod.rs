@@ -2,19 +2,14 @@
 //! bearer token). Part of the binary only, not of the library. Each prints one plain line of
 //! what it did (`tail` one per delivery attempt); errors go to stderr with exit code 1.
 
-use std::time::Duration;
+mod admin;
+mod tail;
 
-use reqwest::header::{HeaderValue, AUTHORIZATION};
 use reqwest::Method;
 use serde_json::{json, Value};
 use url::Url;
 
-use jetpay::wire::Webhook;
-
-/// How long one request may take; the sandbox is local, so anything slower is a problem.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often `tail` asks for new attempts.
-const TAIL_INTERVAL: Duration = Duration::from_millis(250);
+use admin::Admin;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Control {
@@ -45,7 +40,7 @@ pub struct Conn {
         env = "JETPAY_SANDBOX_URL",
         default_value = "http://127.0.0.1:3002"
     )]
-    url: Url,
+    pub(super) url: Url,
     /// An API token the sandbox accepts (the embedded sandbox's is `sandbox-token`).
     #[arg(
         long,
@@ -53,7 +48,7 @@ pub struct Conn {
         default_value = "sandbox-token",
         hide_env_values = true
     )]
-    token: String,
+    pub(super) token: String,
 }
 
 #[derive(Debug, clap::Args)]
@@ -148,7 +143,7 @@ pub async fn run(control: Control) -> std::process::ExitCode {
         Control::FailNext(a) => fail_next(a).await,
         Control::Pause(a) => pause(a, true).await,
         Control::Resume(a) => pause(a, false).await,
-        Control::Tail(a) => tail(a).await,
+        Control::Tail(a) => tail::tail(a).await,
         Control::Rotate(a) => rotate(a).await,
     };
     match result {
@@ -160,200 +155,7 @@ pub async fn run(control: Control) -> std::process::ExitCode {
     }
 }
 
-/// A refused request: its status and the sandbox's `detail`, in words.
-#[derive(Debug)]
-enum Failure {
-    /// Not an HTTP answer: the sentence says why.
-    Transport(String),
-    Status(u16, String),
-}
-
-/// A small client for the admin endpoints. The token is only ever in a sensitive header.
-struct Admin {
-    http: reqwest::Client,
-    base: Url,
-    authorization: HeaderValue,
-}
-
-/// The URL without any user or password, for messages.
-fn shown(url: &Url) -> String {
-    let mut url = url.clone();
-    let _ = url.set_username("");
-    let _ = url.set_password(None);
-    url.to_string()
-}
-
-/// The `detail` of a FastAPI-shaped error body, in words.
-fn detail(body: &Value) -> String {
-    match body.get("detail") {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(issues)) => issues
-            .iter()
-            .map(|i| {
-                let field = i
-                    .get("loc")
-                    .and_then(Value::as_array)
-                    .and_then(|l| l.last())
-                    .and_then(Value::as_str)
-                    .unwrap_or("");
-                let msg = i.get("msg").and_then(Value::as_str).unwrap_or("invalid");
-                if field.is_empty() {
-                    msg.to_owned()
-                } else {
-                    format!("{field}: {msg}")
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("; "),
-        _ => String::new(),
-    }
-}
-
-impl Admin {
-    fn new(conn: &Conn) -> Result<Self, String> {
-        if !matches!(conn.url.scheme(), "http" | "https") {
-            return Err(format!(
-                "--url must be an http(s) URL, not {}",
-                shown(&conn.url)
-            ));
-        }
-        let mut base = conn.url.clone();
-        if !base.path().ends_with('/') {
-            let path = format!("{}/", base.path());
-            base.set_path(&path);
-        }
-        let mut authorization = HeaderValue::from_str(&format!("Bearer {}", conn.token.trim()))
-            .map_err(|_| "the token contains characters not allowed in a header".to_owned())?;
-        authorization.set_sensitive(true);
-        let http = reqwest::Client::builder()
-            .use_rustls_tls()
-            .timeout(REQUEST_TIMEOUT)
-            .connect_timeout(Duration::from_secs(3))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("jetpay-sandbox-cli/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(Admin {
-            http,
-            base,
-            authorization,
-        })
-    }
-
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> Result<Value, Failure> {
-        let url = self
-            .base
-            .join(path)
-            .map_err(|e| Failure::Transport(format!("bad path {path}: {e}")))?;
-        let mut request = self
-            .http
-            .request(method, url)
-            .header(AUTHORIZATION, self.authorization.clone());
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.map_err(|e| {
-            let why = if e.is_timeout() {
-                format!("no answer within {} s", REQUEST_TIMEOUT.as_secs())
-            } else if e.is_connect() {
-                "connection refused or host unreachable".to_owned()
-            } else {
-                e.without_url().to_string()
-            };
-            Failure::Transport(format!(
-                "cannot reach the sandbox at {} ({why}). Is it running? The app's dev server embeds \
-                 one on http://127.0.0.1:3002; `jetpay-sandbox serve` listens on \
-                 http://127.0.0.1:4010. Point --url (or JETPAY_SANDBOX_URL) at it.",
-                shown(&self.base)
-            ))
-        })?;
-        let status = response.status().as_u16();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
-        if (200..300).contains(&status) {
-            Ok(body)
-        } else {
-            Err(Failure::Status(status, detail(&body)))
-        }
-    }
-
-    /// A failure in words; `not_found` says what a 404 means for this request.
-    fn explain(&self, failure: Failure, not_found: &str) -> String {
-        match failure {
-            Failure::Transport(why) => why,
-            Failure::Status(401, detail) => format!(
-                "the sandbox at {} refused the token (401 {detail}). Pass a token it accepts with \
-                 --token or JETPAY_SANDBOX_TOKEN (the app's embedded sandbox accepts sandbox-token).",
-                shown(&self.base)
-            ),
-            Failure::Status(404, detail) => format!("{not_found} (404 {detail})"),
-            Failure::Status(409, detail) => format!("refused: {detail} (409)"),
-            Failure::Status(422, detail) => format!("refused: {detail} (422)"),
-            Failure::Status(status, detail) => format!(
-                "the sandbox at {} answered {status}: {detail}",
-                shown(&self.base)
-            ),
-        }
-    }
-
-    async fn call(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-        not_found: &str,
-    ) -> Result<Value, String> {
-        self.send(method, path, body)
-            .await
-            .map_err(|f| self.explain(f, not_found))
-    }
-
-    /// The webhook chosen by `--webhook` (id or identifier), or the only one registered.
-    async fn webhook(&self, choice: Option<&str>) -> Result<Webhook, String> {
-        let list = self
-            .call(
-                Method::GET,
-                "webhooks/",
-                None,
-                "this server has no webhook API",
-            )
-            .await?;
-        let hooks: Vec<Webhook> = serde_json::from_value(list)
-            .map_err(|e| format!("unexpected webhook list from the sandbox: {e}"))?;
-        let listing = || {
-            hooks
-                .iter()
-                .map(|w| format!("{} ({})", w.id, w.callback_url))
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
-        match choice {
-            Some(choice) => hooks
-                .iter()
-                .find(|w| w.id.to_string() == choice || w.identifier.to_string() == choice)
-                .cloned()
-                .ok_or_else(|| format!("no webhook {choice}; registered: {}", listing())),
-            None => match hooks.as_slice() {
-                [] => Err(format!(
-                    "no webhook is registered at {}: start the app (it registers one) or POST /webhooks/",
-                    shown(&self.base)
-                )),
-                [only] => Ok(only.clone()),
-                _ => Err(format!(
-                    "{} webhooks are registered: {}. Choose one with --webhook <id>.",
-                    hooks.len(),
-                    listing()
-                )),
-            },
-        }
-    }
-}
-
-fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
+pub(crate) fn str_of<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
@@ -543,103 +345,6 @@ async fn pause(a: PauseArgs, paused: bool) -> Result<(), String> {
     Ok(())
 }
 
-/// One line for a delivery attempt.
-fn attempt_line(a: &Value) -> String {
-    let started = str_of(a, "started_at");
-    let time = started.get(11..23).unwrap_or(started);
-    let (first, last, count) = (
-        a["first_event_id"].as_i64().unwrap_or(0),
-        a["last_event_id"].as_i64().unwrap_or(0),
-        a["event_count"].as_i64().unwrap_or(0),
-    );
-    let events = if count == 1 {
-        format!("event {first}")
-    } else {
-        format!("events {first}..{last} ({count})")
-    };
-    let status = a["status_code"]
-        .as_i64()
-        .map_or_else(|| "HTTP -".to_owned(), |s| format!("HTTP {s}"));
-    let latency = a["latency_ms"]
-        .as_i64()
-        .map_or_else(String::new, |ms| format!("  {ms} ms"));
-    let extra = [str_of(a, "error"), str_of(a, "note")]
-        .into_iter()
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ");
-    let mut line = format!(
-        "{time}  webhook {}  {events}  attempt {}  {}  {status}{latency}",
-        a["webhook_id"],
-        a["attempt"],
-        str_of(a, "outcome"),
-    );
-    if !extra.is_empty() {
-        line.push_str("  ");
-        line.push_str(&extra);
-    }
-    line
-}
-
-async fn tail(a: TailArgs) -> Result<(), String> {
-    let admin = Admin::new(&a.conn)?;
-    let only = match &a.webhook {
-        Some(choice) => Some(admin.webhook(Some(choice)).await?.id),
-        None => None,
-    };
-    let wanted = |v: &Value| only.is_none_or(|id| v["webhook_id"].as_i64() == Some(id));
-    let recent = admin
-        .call(
-            Method::GET,
-            &format!("_sandbox/attempts?last={}", a.last.max(1)),
-            None,
-            "this sandbox has no attempt feed",
-        )
-        .await?;
-    let recent = recent.as_array().cloned().unwrap_or_default();
-    let mut cursor = recent.last().and_then(|v| v["id"].as_i64()).unwrap_or(0);
-    println!(
-        "Tailing delivery attempts at {}{} (times UTC). Ctrl-C to stop.",
-        shown(&admin.base),
-        only.map_or_else(String::new, |id| format!(", webhook {id} only"))
-    );
-    let skip = recent.len().saturating_sub(a.last as usize);
-    for attempt in recent.iter().skip(skip).filter(|v| wanted(v)) {
-        println!("{}", attempt_line(attempt));
-    }
-    let mut lost = false;
-    let stop = tokio::signal::ctrl_c();
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            _ = &mut stop => return Ok(()),
-            _ = tokio::time::sleep(TAIL_INTERVAL) => {}
-        }
-        let path = format!("_sandbox/attempts?after={cursor}&limit=1000");
-        match admin.send(Method::GET, &path, None).await {
-            Ok(page) => {
-                if lost {
-                    eprintln!("jetpay-sandbox: the sandbox answers again.");
-                    lost = false;
-                }
-                for attempt in page.as_array().into_iter().flatten() {
-                    cursor = cursor.max(attempt["id"].as_i64().unwrap_or(cursor));
-                    if wanted(attempt) {
-                        println!("{}", attempt_line(attempt));
-                    }
-                }
-            }
-            Err(Failure::Transport(why)) => {
-                if !lost {
-                    eprintln!("jetpay-sandbox: {why} Retrying until Ctrl-C.");
-                    lost = true;
-                }
-            }
-            Err(failure) => return Err(admin.explain(failure, "this sandbox has no attempt feed")),
-        }
-    }
-}
-
 async fn rotate(a: RotateArgs) -> Result<(), String> {
     let admin = Admin::new(&a.conn)?;
     let answer = admin
@@ -671,39 +376,5 @@ mod tests {
         assert!(parse_range("15..12").is_err());
         assert!(parse_range("0").is_err());
         assert!(parse_range("x").is_err());
-    }
-
-    #[test]
-    fn details_in_words() {
-        assert_eq!(
-            detail(&json!({"detail": "Invalid API token"})),
-            "Invalid API token"
-        );
-        assert_eq!(
-            detail(
-                &json!({"detail": [{"loc": ["body", "to_event_id"], "msg": "too high", "type": "value_error"}]})
-            ),
-            "to_event_id: too high"
-        );
-        assert_eq!(detail(&Value::Null), "");
-    }
-
-    #[test]
-    fn urls_are_shown_without_credentials() {
-        let url = Url::parse("http://user:secret@127.0.0.1:3002/").unwrap();
-        assert_eq!(shown(&url), "http://127.0.0.1:3002/");
-    }
-
-    #[test]
-    fn attempt_lines_name_time_webhook_events_outcome_status() {
-        let line = attempt_line(&json!({
-            "id": 3, "webhook_id": 1, "attempt": 2, "started_at": "2026-11-26T03:51:02.123456Z",
-            "latency_ms": 12, "status_code": 200, "error": null, "first_event_id": 5,
-            "last_event_id": 7, "event_count": 3, "outcome": "delivered", "note": "resend"
-        }));
-        assert_eq!(
-            line,
-            "03:51:02.123  webhook 1  events 5..7 (3)  attempt 2  delivered  HTTP 200  12 ms  resend"
-        );
     }
 }
