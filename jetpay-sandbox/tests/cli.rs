@@ -399,8 +399,16 @@ async fn tail_prints_a_line_per_new_attempt() {
     let line = next_line(&lines, SOON)
         .await
         .expect("a line for the delivery");
-    let _ = child.kill();
-    let _ = child.wait();
+    // Ctrl-C ends it cleanly.
+    let interrupt = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupt.success());
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "tail ends with {status} on Ctrl-C");
     // The attempts before tail started (a 503, then the delivery of event 1) are not printed.
     assert!(
         line.contains(&format!(
