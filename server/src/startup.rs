@@ -179,6 +179,7 @@ impl Application {
             verifier,
             gap_check,
             callback_url,
+            registration: Default::default(),
             sessions: session_store,
             streams: live::StreamSlots::default(),
             shutdown: shutdown.clone(),
