@@ -11,6 +11,7 @@ use app::{
 };
 use axum::{
     extract::DefaultBodyLimit,
+    serve::ListenerExt,
     middleware,
     routing::{get, post},
     Router,
@@ -322,8 +323,15 @@ impl Application {
                 }
             });
         }
+        // TCP_NODELAY: pages are streamed in pieces; with Nagle's algorithm each piece after the
+        // first on a kept-alive connection waits ~40 ms for the client's delayed ACK.
+        let listener = self.listener.tap_io(|stream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         let serve = axum::serve(
-            self.listener,
+            listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )
