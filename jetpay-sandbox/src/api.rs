@@ -22,7 +22,8 @@ use crate::faults::EarlyAt;
 use crate::state::AppState;
 use crate::store::format_time;
 use crate::{
-    auth, card_service, dashboard, dispatcher, events, faults, hosted_form, signing, webhooks,
+    auth, card_service, controls, dashboard, dashboard_actions, dispatcher, events, faults,
+    hosted_form, signing, trigger, webhooks,
 };
 
 /// Largest request body accepted anywhere.
@@ -49,9 +50,27 @@ pub fn router(state: AppState) -> Router {
             get(faults::get).post(faults::set).delete(faults::clear),
         )
         .route("/_sandbox/events", get(events::list))
+        .route("/_sandbox/attempts", get(controls::attempts))
+        .route("/_sandbox/cards/pending", get(trigger::list_pending))
+        .route(
+            "/_sandbox/cards/{credit_card_id}/result",
+            post(trigger::handle),
+        )
         .route(
             "/_sandbox/webhooks/{identifier}/attempts",
             get(dispatcher::attempts),
+        )
+        .route(
+            "/_sandbox/webhooks/{identifier}/resend",
+            post(controls::resend),
+        )
+        .route(
+            "/_sandbox/webhooks/{identifier}/pause",
+            post(controls::pause),
+        )
+        .route(
+            "/_sandbox/webhooks/{identifier}/resume",
+            post(controls::resume),
         )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
@@ -60,7 +79,8 @@ pub fn router(state: AppState) -> Router {
     let open = Router::new()
         .route("/.well-known/jwks.json", get(signing::jwks))
         .route("/_sandbox", get(dashboard::page))
-        .route("/_sandbox/", get(dashboard::page));
+        .route("/_sandbox/", get(dashboard::page))
+        .merge(dashboard_actions::router());
 
     api.merge(open)
         .merge(hosted_form::router(&state))

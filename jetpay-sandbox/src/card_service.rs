@@ -21,7 +21,7 @@ use crate::store::{format_time, now_ms};
 use crate::{dispatcher, events};
 
 /// Due time of a card whose result is produced by an early delivery, not by the service loop.
-const NOT_SCHEDULED: i64 = i64::MAX;
+pub(crate) const NOT_SCHEDULED: i64 = i64::MAX;
 
 /// What the card service answers for a card.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +54,21 @@ impl Outcome {
             .map_or(Outcome::Success, |(_, o)| *o)
     }
 
-    fn as_str(self) -> &'static str {
+    /// The failures a developer can choose (`jetpay-sandbox trigger --fail <reason>`).
+    pub const FAILURES: [Outcome; 4] = [
+        Outcome::Declined,
+        Outcome::ProcessingError,
+        Outcome::ExpiredCard,
+        Outcome::IncorrectCvc,
+    ];
+
+    /// The failure whose `failureReason` is `reason`.
+    pub fn from_failure_reason(reason: &str) -> Option<Self> {
+        Self::FAILURES.into_iter().find(|o| o.as_str() == reason)
+    }
+
+    /// The stored code: `success`, `card_declined`, … (a failure's code is its `failureReason`).
+    pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Success => "success",
             Outcome::SlowSuccess => "slow_success",
@@ -195,7 +209,7 @@ pub async fn tokenize_at_url_creation(
     )
     .bind(card_id)
     .bind(contact_id)
-    .bind(chrono::Datelike::year(&now) + 3)
+    .bind(StoredCard::test_card().exp_year)
     .bind(NOT_SCHEDULED)
     .bind(format_time(now))
     .execute(&mut *tx)
@@ -214,6 +228,61 @@ fn gone() -> ApiError {
 
 type CardRow = (String, String, String, i64, i64, String);
 
+/// What a card-on-file service keeps of a card (never the number or the CVC).
+pub(crate) struct StoredCard {
+    pub brand: String,
+    pub last4: String,
+    pub exp_month: i64,
+    pub exp_year: i64,
+}
+
+impl StoredCard {
+    /// The 4242 test card, expiring in December three years from now: what a card is recorded
+    /// as when its result comes without a form submission (faults, `trigger`).
+    pub(crate) fn test_card() -> Self {
+        StoredCard {
+            brand: "visa".to_owned(),
+            last4: "4242".to_owned(),
+            exp_month: 12,
+            exp_year: i64::from(chrono::Datelike::year(&Utc::now()) + 3),
+        }
+    }
+}
+
+/// The `data` of a card's `contacts.creditcards.tokenized` event, and the card's new state.
+pub(crate) fn result_data(
+    card_id: &str,
+    contact_id: &str,
+    card: &StoredCard,
+    outcome: Outcome,
+) -> Result<(serde_json::Value, &'static str), ApiError> {
+    let failure = outcome.failure();
+    let data = CardTokenized {
+        credit_card_id: card_id.to_owned(),
+        contact_id: contact_id
+            .parse()
+            .map_err(|e| ApiError::Internal(format!("{e}")))?,
+        state: if failure.is_some() {
+            TokenizationState::Failed
+        } else {
+            TokenizationState::Succeeded
+        },
+        failure_reason: failure.map(|f| f.0.to_owned()),
+        failure_message: failure.map(|f| f.1.to_owned()),
+        brand: Some(card.brand.clone()),
+        last4: Some(card.last4.clone()),
+        exp_month: u32::try_from(card.exp_month).ok(),
+        exp_year: u32::try_from(card.exp_year).ok(),
+    };
+    let data = serde_json::to_value(&data).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let new_state = if failure.is_some() {
+        unspecified::TOKENIZATION_FAILED
+    } else {
+        unspecified::TOKENIZATION_SUCCEEDED
+    };
+    Ok((data, new_state))
+}
+
 /// Records the result of one processing card: the card's new state and its event.
 ///
 /// Normally both commit together. `early` (fault injection) appends the event, delivers it to
@@ -229,31 +298,15 @@ async fn finish(state: &AppState, card_id: &str, early: bool) -> Result<(), ApiE
     let Some((contact_id, brand, last4, exp_month, exp_year, outcome)) = row else {
         return Ok(());
     };
+    let card = StoredCard {
+        brand,
+        last4,
+        exp_month,
+        exp_year,
+    };
     let outcome = Outcome::parse(&outcome);
     let failure = outcome.failure();
-    let data = CardTokenized {
-        credit_card_id: card_id.to_owned(),
-        contact_id: contact_id
-            .parse()
-            .map_err(|e| ApiError::Internal(format!("{e}")))?,
-        state: if failure.is_some() {
-            TokenizationState::Failed
-        } else {
-            TokenizationState::Succeeded
-        },
-        failure_reason: failure.map(|f| f.0.to_owned()),
-        failure_message: failure.map(|f| f.1.to_owned()),
-        brand: Some(brand),
-        last4: Some(last4),
-        exp_month: u32::try_from(exp_month).ok(),
-        exp_year: u32::try_from(exp_year).ok(),
-    };
-    let data = serde_json::to_value(&data).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let new_state = if failure.is_some() {
-        unspecified::TOKENIZATION_FAILED
-    } else {
-        unspecified::TOKENIZATION_SUCCEEDED
-    };
+    let (data, new_state) = result_data(card_id, &contact_id, &card, outcome)?;
 
     if early {
         let mut conn = state.pool.acquire().await?;
@@ -276,7 +329,7 @@ async fn finish(state: &AppState, card_id: &str, early: bool) -> Result<(), ApiE
     Ok(())
 }
 
-async fn mark_card(
+pub(crate) async fn mark_card(
     conn: &mut sqlx::SqliteConnection,
     card_id: &str,
     new_state: &str,

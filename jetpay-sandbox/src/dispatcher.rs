@@ -27,6 +27,7 @@ use jetpay::unspecified;
 use jetpay::wire::{Event, WebhookBatch, WebhookState};
 
 use crate::api::parse_uuid;
+use crate::controls::{self, Resend};
 use crate::error::ApiError;
 use crate::events;
 use crate::faults::{DeliveryPlan, Reorder};
@@ -134,8 +135,9 @@ async fn step(state: &AppState, webhook_id: i64) -> Result<Next, sqlx::Error> {
     };
 
     let batch_size = u32::try_from(wh.max_batch_size).unwrap_or(1);
+    let resend = controls::next_resend(&state.pool, wh.id).await?;
     let batch = events::after(&state.pool, wh.cursor, batch_size).await?;
-    let Some(oldest) = batch.first() else {
+    if resend.is_none() && batch.is_empty() {
         sqlx::query(
             "UPDATE webhooks SET state = 'active', consecutive_failures = 0, \
              next_attempt_at_ms = NULL WHERE id = ? AND state != 'active'",
@@ -144,13 +146,19 @@ async fn step(state: &AppState, webhook_id: i64) -> Result<Next, sqlx::Error> {
         .execute(&state.pool)
         .await?;
         return Ok(Next::WaitForKick);
-    };
-    if state.faults.is_paused() {
+    }
+    if wh.paused || state.faults.is_paused() {
         if !retry_due {
             set_state(state, wh.id, WebhookState::Scheduled).await?;
         }
         return Ok(Next::WaitForKick);
     }
+    if let Some(resend) = resend {
+        return send_resend(state, &wh, resend, batch_size).await;
+    }
+    let Some(oldest) = batch.first() else {
+        return Ok(Next::WaitForKick);
+    };
     let deadline = oldest.created_at.timestamp_millis() + wh.max_wait_seconds * 1000;
     let full = batch.len() as i64 >= wh.max_batch_size;
     if !(retry_due || full || now >= deadline) {
@@ -160,8 +168,41 @@ async fn step(state: &AppState, webhook_id: i64) -> Result<Next, sqlx::Error> {
     let Some(plan) = state.faults.plan_delivery() else {
         return Ok(Next::WaitForKick);
     };
-    deliver(state, &wh, batch, plan).await?;
+    deliver(state, &wh, batch, plan, Target::Cursor).await?;
     Ok(Next::Again)
+}
+
+/// Sends the next batch of a queued resend: asked for explicitly, so at once (no batching wait)
+/// and ahead of the webhook's normal batches.
+async fn send_resend(
+    state: &AppState,
+    wh: &WebhookRow,
+    resend: Resend,
+    batch_size: u32,
+) -> Result<Next, sqlx::Error> {
+    let events: Vec<Event> = events::after(&state.pool, resend.next_id - 1, batch_size)
+        .await?
+        .into_iter()
+        .filter(|e| e.id <= resend.last_id)
+        .collect();
+    if events.is_empty() {
+        controls::resend_sent(&state.pool, resend, resend.last_id).await?;
+        return Ok(Next::Again);
+    }
+    let Some(plan) = state.faults.plan_delivery() else {
+        return Ok(Next::WaitForKick);
+    };
+    deliver(state, wh, events, plan, Target::Resend(resend)).await?;
+    Ok(Next::Again)
+}
+
+/// What a delivery is for, i.e. what its success moves on.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    /// The webhook's next events: success moves the cursor.
+    Cursor,
+    /// A resend asked for by a developer: success moves the resend, never the cursor.
+    Resend(Resend),
 }
 
 /// The result of one POST.
@@ -285,12 +326,17 @@ async fn deliver(
     wh: &WebhookRow,
     mut batch: Vec<Event>,
     plan: DeliveryPlan,
+    target: Target,
 ) -> Result<(), sqlx::Error> {
     set_state(state, wh.id, WebhookState::Dispatching).await?;
     let attempt = wh.consecutive_failures + 1;
     let last_id = batch.iter().map(|e| e.id).max().unwrap_or(wh.cursor);
     let started_at = Utc::now();
-    let note = plan.note();
+    let note = match (target, plan.note()) {
+        (Target::Cursor, note) => note,
+        (Target::Resend(_), None) => Some("resend".to_owned()),
+        (Target::Resend(_), Some(note)) => Some(format!("resend, {note}")),
+    };
 
     if plan.fail {
         let sent = Sent {
@@ -328,7 +374,7 @@ async fn deliver(
         )
         .await?;
         tracing::info!(webhook_id = wh.id, last_id, "batch dropped (fault)");
-        return succeeded(state, wh, last_id).await;
+        return succeeded(state, wh, last_id, target).await;
     }
     if plan.delay_ms > 0 {
         tokio::time::sleep(Duration::from_millis(plan.delay_ms)).await;
@@ -388,14 +434,32 @@ async fn deliver(
         }
     }
     if delivered {
-        succeeded(state, wh, last_id).await
+        succeeded(state, wh, last_id, target).await
     } else {
         failed(state, wh, attempt).await
     }
 }
 
-/// Moves the cursor past a delivered (or dropped) batch, unless a PATCH moved it meanwhile.
-async fn succeeded(state: &AppState, wh: &WebhookRow, last_id: i64) -> Result<(), sqlx::Error> {
+/// Moves the cursor past a delivered (or dropped) batch, unless a PATCH moved it meanwhile; or,
+/// for a resend, moves the resend on.
+async fn succeeded(
+    state: &AppState,
+    wh: &WebhookRow,
+    last_id: i64,
+    target: Target,
+) -> Result<(), sqlx::Error> {
+    if let Target::Resend(resend) = target {
+        controls::resend_sent(&state.pool, resend, last_id).await?;
+        sqlx::query(
+            "UPDATE webhooks SET last_sent_event_id = MAX(COALESCE(last_sent_event_id, 0), ?), \
+             consecutive_failures = 0, next_attempt_at_ms = NULL, state = 'active' WHERE id = ?",
+        )
+        .bind(last_id)
+        .bind(wh.id)
+        .execute(&state.pool)
+        .await?;
+        return Ok(());
+    }
     sqlx::query(
         "UPDATE webhooks SET \
          cursor = CASE WHEN cursor = ? THEN ? ELSE cursor END, \
@@ -477,7 +541,7 @@ pub async fn deliver_now(state: &AppState, event: &Event) {
     };
     let sends = rows
         .iter()
-        .filter(|wh| wh.state() != WebhookState::Failed)
+        .filter(|wh| wh.state() != WebhookState::Failed && !wh.paused)
         .map(|wh| async move {
             let started_at = Utc::now();
             let events = vec![event.clone()];
@@ -576,6 +640,7 @@ pub async fn explain(state: &AppState, wh: &WebhookRow) -> String {
             when(wh.next_attempt_at_ms)
         ),
         WebhookState::Dispatching => format!("Sending a batch now; {waiting} events after the cursor."),
+        _ if wh.paused => format!("Paused (resume it to deliver); {waiting} events waiting."),
         _ if waiting == 0 => "Up to date: every event has been delivered.".to_owned(),
         _ if state.faults.is_paused() => format!("{waiting} events waiting: delivery is paused (fault injection)."),
         _ => {

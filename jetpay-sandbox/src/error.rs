@@ -47,6 +47,9 @@ pub enum ApiError {
     Unauthorized(&'static str),
     #[error("not found: {0}")]
     NotFound(&'static str),
+    /// The request is fine but the thing it asks for is done already (409).
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("validation failed: {0:?}")]
     Validation(Vec<Issue>),
     /// A page for a person (the hosted form's "expired" or "not found").
@@ -81,6 +84,7 @@ impl IntoResponse for ApiError {
                 res
             }
             ApiError::NotFound(msg) => detail(StatusCode::NOT_FOUND, json!(msg)),
+            ApiError::Conflict(msg) => detail(StatusCode::CONFLICT, json!(msg)),
             ApiError::Validation(issues) => detail(StatusCode::UNPROCESSABLE_ENTITY, json!(issues)),
             ApiError::Page {
                 status,

@@ -192,6 +192,20 @@ impl Faults {
         Ok(s.clone())
     }
 
+    /// The next `n` attempts fail (0: none); answers the faults now in force.
+    pub fn set_fail_times(&self, n: u32) -> FaultState {
+        let mut s = self.state.lock().expect("fault lock");
+        s.fail_times = n;
+        s.clone()
+    }
+
+    /// Pauses or resumes every webhook's deliveries.
+    pub fn set_paused(&self, paused: bool) -> FaultState {
+        let mut s = self.state.lock().expect("fault lock");
+        s.paused = paused;
+        s.clone()
+    }
+
     fn clear(&self) -> FaultState {
         let mut s = self.state.lock().expect("fault lock");
         *s = FaultState::default();
@@ -248,6 +262,17 @@ impl Faults {
     }
 }
 
+/// A sentence for the faults now in force.
+pub fn describe(now: &FaultState) -> String {
+    if *now == FaultState::default() {
+        return "Faults changed: none in force, deliveries are normal.".to_owned();
+    }
+    format!(
+        "Faults changed, now {}.",
+        serde_json::to_string(now).unwrap_or_default()
+    )
+}
+
 /// `GET /_sandbox/faults`.
 pub async fn get(State(state): State<AppState>) -> Json<FaultState> {
     Json(state.faults.snapshot())
@@ -259,7 +284,7 @@ pub async fn set(
     ValidJson(req): ValidJson<FaultRequest>,
 ) -> Result<Json<FaultState>, ApiError> {
     let now = state.faults.apply(req)?;
-    tracing::info!(faults = ?now, "faults changed");
+    state.record_action(true, describe(&now));
     state.kick_dispatcher();
     Ok(Json(now))
 }
@@ -267,7 +292,7 @@ pub async fn set(
 /// `DELETE /_sandbox/faults`: back to normal.
 pub async fn clear(State(state): State<AppState>) -> Json<FaultState> {
     let now = state.faults.clear();
-    tracing::info!("faults cleared");
+    state.record_action(true, "Cleared every fault: deliveries are normal.");
     state.kick_dispatcher();
     Json(now)
 }

@@ -15,7 +15,9 @@ mod auth;
 mod card_checks;
 mod card_service;
 mod config;
+mod controls;
 mod dashboard;
+mod dashboard_actions;
 mod dispatcher;
 mod error;
 mod events;
@@ -25,6 +27,7 @@ mod html;
 mod signing;
 mod state;
 mod store;
+mod trigger;
 mod webhooks;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};

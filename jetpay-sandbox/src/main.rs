@@ -1,7 +1,11 @@
-//! `jetpay-sandbox`: the Jetpay stand-in as its own process. Every option can also be set by
-//! environment variable; `--help` lists them.
+//! `jetpay-sandbox`: the Jetpay stand-in as its own process (`serve`, also with no subcommand,
+//! so existing scripts keep working), and subcommands that act on a running sandbox (`trigger`,
+//! `resend`, `fail-next`, `pause`, `resume`, `tail`, `rotate`; see `cli.rs`). Every option can
+//! also be set by environment variable; `--help` lists them.
 
 #![forbid(unsafe_code)]
+
+mod cli;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -13,9 +17,31 @@ use jetpay_sandbox::{SandboxConfig, Storage};
 use tracing_subscriber::EnvFilter;
 
 /// A local stand-in for Jetpay: API, hosted card form, card service, event log and signed,
-/// batched webhooks. Runs until Ctrl-C. The dashboard is at /_sandbox.
+/// batched webhooks. With no subcommand (or `serve`) it runs until Ctrl-C; the dashboard is at
+/// /_sandbox. The other subcommands act on a running sandbox.
 #[derive(Debug, Parser)]
-#[command(name = "jetpay-sandbox", version)]
+#[command(
+    name = "jetpay-sandbox",
+    version,
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: Args,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Run the sandbox (the default when no subcommand is given).
+    Serve(Args),
+    #[command(flatten)]
+    Control(cli::Control),
+}
+
+/// Options of `serve`.
+#[derive(Debug, clap::Args)]
 struct Args {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "JETPAY_SANDBOX_LISTEN", default_value = "127.0.0.1:4010")]
@@ -119,7 +145,15 @@ impl Args {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    match cli.command {
+        None => serve(cli.serve).await,
+        Some(Command::Serve(args)) => serve(args).await,
+        Some(Command::Control(control)) => cli::run(control).await,
+    }
+}
+
+async fn serve(args: Args) -> std::process::ExitCode {
     let filter = EnvFilter::try_new(&args.log).unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt().with_env_filter(filter).init();
 

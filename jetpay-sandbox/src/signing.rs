@@ -175,13 +175,23 @@ pub async fn jwks(State(state): State<AppState>) -> Json<Value> {
 
 /// `POST /_sandbox/keys/rotate`: a new signing key; the old ones stay in the JWKS.
 pub async fn rotate(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let (kid, previous) = rotate_key(&state).await?;
+    state.record_action(
+        true,
+        format!("Rotated the signing key: new kid {kid} (previous {previous} stays in the JWKS)."),
+    );
+    Ok(Json(json!({ "kid": kid, "previous_kid": previous })))
+}
+
+/// Makes a new signing key; answers the new and the previous `kid`.
+pub async fn rotate_key(state: &AppState) -> Result<(String, String), ApiError> {
     let previous = state.signer.current_kid();
     let kid = state
         .signer
         .add_key(&state.pool)
         .await
         .map_err(ApiError::Internal)?;
-    Ok(Json(json!({ "kid": kid, "previous_kid": previous })))
+    Ok((kid, previous))
 }
 
 #[cfg(test)]

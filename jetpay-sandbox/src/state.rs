@@ -1,7 +1,12 @@
 //! What every handler and background task shares.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use rand::RngCore;
 
 use sqlx::SqlitePool;
 use tokio::sync::{watch, Notify};
@@ -31,6 +36,22 @@ pub struct Shared {
     kick: watch::Sender<u64>,
     /// One delivery worker per webhook id.
     pub workers: Mutex<HashMap<i64, JoinHandle<()>>>,
+    /// What developers did to this sandbox (CLI or dashboard), newest last, for the dashboard.
+    actions: Mutex<VecDeque<Action>>,
+    /// Random per start; the dashboard's forms carry it, so another site cannot post them.
+    pub dashboard_secret: String,
+}
+
+/// Actions kept for the dashboard.
+const ACTIONS_KEPT: usize = 20;
+
+/// One thing a developer did, in words: "Paused webhook 1", "Could not trigger …".
+#[derive(Debug, Clone)]
+pub struct Action {
+    pub seq: u64,
+    pub at: DateTime<Utc>,
+    pub ok: bool,
+    pub text: String,
 }
 
 impl Shared {
@@ -53,7 +74,41 @@ impl Shared {
             card_wake: Notify::new(),
             kick: watch::channel(0).0,
             workers: Mutex::new(HashMap::new()),
+            actions: Mutex::new(VecDeque::new()),
+            dashboard_secret: {
+                let mut bytes = [0u8; 24];
+                rand::rngs::OsRng.fill_bytes(&mut bytes);
+                URL_SAFE_NO_PAD.encode(bytes)
+            },
         }
+    }
+
+    /// Remembers an action for the dashboard and logs it; answers its number.
+    pub fn record_action(&self, ok: bool, text: impl Into<String>) -> u64 {
+        let text = text.into();
+        if ok {
+            tracing::info!(action = %text, "sandbox control");
+        } else {
+            tracing::warn!(action = %text, "sandbox control refused");
+        }
+        let mut actions = self.actions.lock().expect("action lock");
+        let seq = actions.back().map_or(1, |a| a.seq + 1);
+        actions.push_back(Action {
+            seq,
+            at: Utc::now(),
+            ok,
+            text,
+        });
+        while actions.len() > ACTIONS_KEPT {
+            actions.pop_front();
+        }
+        seq
+    }
+
+    /// The remembered actions, newest first.
+    pub fn recent_actions(&self) -> Vec<Action> {
+        let actions = self.actions.lock().expect("action lock");
+        actions.iter().rev().cloned().collect()
     }
 
     pub fn kick_dispatcher(&self) {

@@ -39,6 +39,8 @@ pub struct WebhookRow {
     pub last_sent_event_id: Option<i64>,
     pub consecutive_failures: i64,
     pub next_attempt_at_ms: Option<i64>,
+    /// Paused by `jetpay-sandbox pause` or the dashboard: nothing is sent until resumed.
+    pub paused: bool,
 }
 
 pub fn state_name(state: WebhookState) -> &'static str {

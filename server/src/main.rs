@@ -21,7 +21,11 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    tracing::info!(addr = %app.local_addr(), metrics = ?app.metrics_addr(), "listening");
+    let metrics = app.metrics_addr().map_or_else(
+        || "/metrics on the main listener".to_owned(),
+        |a| a.to_string(),
+    );
+    tracing::info!(addr = %app.local_addr(), %metrics, "listening");
     if let Err(e) = app.run().await {
         eprintln!("server stopped: {e}");
         std::process::exit(1);

@@ -11,6 +11,7 @@ use app::{
 };
 use axum::{
     extract::DefaultBodyLimit,
+    serve::ListenerExt,
     middleware,
     routing::{get, post},
     Router,
@@ -181,6 +182,7 @@ impl Application {
             verifier,
             gap_check,
             callback_url,
+            registration: Default::default(),
             sessions: session_store,
             streams: live::StreamSlots::default(),
             shutdown: shutdown.clone(),
@@ -328,8 +330,15 @@ impl Application {
                 }
             });
         }
+        // TCP_NODELAY: pages are streamed in pieces; with Nagle's algorithm each piece after the
+        // first on a kept-alive connection waits ~40 ms for the client's delayed ACK.
+        let listener = self.listener.tap_io(|stream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
         let serve = axum::serve(
-            self.listener,
+            listener,
             self.router
                 .into_make_service_with_connect_info::<SocketAddr>(),
         )

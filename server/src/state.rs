@@ -20,6 +20,8 @@ pub struct AppState {
     pub gap_check: Arc<Notify>,
     /// Our webhook's callback URL: deliveries are checked against its stored registration.
     pub callback_url: String,
+    /// That registration, cached (reread from the database on a mismatch).
+    pub registration: Arc<std::sync::RwLock<Option<app::backend::store::WebhookRegistration>>>,
     /// The session store, which live streams consult to end with their session.
     pub sessions: SqliteStore,
     pub streams: StreamSlots,

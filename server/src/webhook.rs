@@ -1,9 +1,10 @@
 //! `POST /webhooks/jetpay`: Jetpay's signed deliveries.
 //!
-//! Order matters: the callback API key (cheap, and it tells our deliveries from other companies'),
-//! then the JWT against the raw bytes, then the batch's `webhookId`; only then record and apply the
-//! whole batch in one transaction, commit, answer 2xx, and tell open pages (the backend publishes
-//! after commit). Anything that is not a valid delivery of *our* webhook changes nothing.
+//! Order matters: a callback API key must be present, then the JWT is verified against the raw
+//! bytes, then the key and the batch's `webhookId` must be our registration's (Jetpay signs every
+//! company's deliveries alike); only then record and apply the whole batch in one transaction,
+//! commit, answer 2xx, and tell open pages (the backend publishes after commit). Anything that is
+//! not a valid delivery of *our* webhook changes nothing.
 
 use axum::{
     body::Bytes,
@@ -13,6 +14,8 @@ use axum::{
 };
 use jetpay::VerifyError;
 use subtle::ConstantTimeEq;
+
+use app::backend::store::WebhookRegistration;
 
 use crate::state::AppState;
 
@@ -95,21 +98,20 @@ pub async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<StatusCode, WebhookError> {
-    let registration = state
-        .backend
-        .store
-        .webhook_registration(&state.callback_url)
-        .await
-        .map_err(|e| WebhookError::Apply(e.into()))?
-        .ok_or(WebhookError::NotRegistered)?;
     let api_key = headers
         .get(jetpay::unspecified::CALLBACK_API_KEY_HEADER)
         .ok_or(NotOurs::MissingApiKey)?;
+    let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let batch = state.verifier.verify(authorization, &body).await?;
+    // The registration is cached; a mismatch rereads it once (it changes only when we
+    // re-register, e.g. after Jetpay lost our webhook).
+    let mut registration = registration(&state, false).await?;
+    if !is_ours(&registration, api_key.as_bytes(), batch.webhook_id) {
+        registration = registration_fresh(&state).await?;
+    }
     if !bool::from(api_key.as_bytes().ct_eq(registration.api_key.as_bytes())) {
         return Err(NotOurs::WrongApiKey.into());
     }
-    let authorization = headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok());
-    let batch = state.verifier.verify(authorization, &body).await?;
     if batch.webhook_id != registration.webhook_id {
         return Err(NotOurs::OtherWebhook(batch.webhook_id).into());
     }
@@ -124,4 +126,39 @@ pub async fn receive(
     metrics::counter!("webhook_deliveries_total", "result" => "applied").increment(1);
     state.gap_check.notify_one();
     Ok(StatusCode::NO_CONTENT)
+}
+
+fn is_ours(registration: &WebhookRegistration, api_key: &[u8], webhook_id: i64) -> bool {
+    bool::from(api_key.ct_eq(registration.api_key.as_bytes()))
+        && webhook_id == registration.webhook_id
+}
+
+/// Our registration, from the cache unless `fresh`.
+async fn registration(state: &AppState, fresh: bool) -> Result<WebhookRegistration, WebhookError> {
+    if !fresh {
+        let cached = state
+            .registration
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        if let Some(cached) = cached {
+            return Ok(cached);
+        }
+    }
+    let stored = state
+        .backend
+        .store
+        .webhook_registration(&state.callback_url)
+        .await
+        .map_err(|e| WebhookError::Apply(e.into()))?
+        .ok_or(WebhookError::NotRegistered)?;
+    *state
+        .registration
+        .write()
+        .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(stored.clone());
+    Ok(stored)
+}
+
+async fn registration_fresh(state: &AppState) -> Result<WebhookRegistration, WebhookError> {
+    registration(state, true).await
 }

@@ -143,12 +143,7 @@ async fn ends_within(mut response: reqwest::Response, limit: Duration) -> Option
 async fn the_stream_ends_when_its_session_signs_out() {
     let app = spawn_app().await;
     let alice = app.customer("alice").await;
-    let response = alice
-        .http
-        .get(app.url("/account/cards/events"))
-        .send()
-        .await
-        .unwrap();
+    let response = alice.open_stream().await;
     assert_eq!(response.status(), 200);
     let (status, body) = alice.call("sign_out", &[]).await;
     assert!(
@@ -165,28 +160,21 @@ async fn the_stream_ends_when_its_session_signs_out() {
 async fn a_customer_gets_a_bounded_number_of_streams() {
     let app = spawn_app().await;
     let alice = app.customer("alice").await;
-    let open = || alice.http.get(app.url("/account/cards/events")).send();
     let mut streams = Vec::new();
     for _ in 0..server::live::MAX_STREAMS_PER_CUSTOMER {
-        let response = open().await.unwrap();
+        let response = alice.open_stream().await;
         assert_eq!(response.status(), 200);
         streams.push(response);
     }
-    let refused = open().await.unwrap();
+    let refused = alice.open_stream().await;
     assert_eq!(refused.status(), 429);
     // Bob is not affected by Alice's tabs.
     let bob = app.customer("bob").await;
-    let response = bob
-        .http
-        .get(app.url("/account/cards/events"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_eq!(bob.open_stream().await.status(), 200);
     drop(streams.pop());
     let mut reopened = None;
     for _ in 0..50 {
-        let response = open().await.unwrap();
+        let response = alice.open_stream().await;
         if response.status() == 200 {
             reopened = Some(response);
             break;

@@ -13,7 +13,7 @@ use std::{
 use axum::{body::Bytes, extract::State, http::Method, routing::any, Router};
 use common::{
     faults::{eventually, fast_sandbox_config, start_sandbox, submit_form, SANDBOX_TOKEN},
-    spawn_app, spawn_app_unregistered, spawn_app_with,
+    lock_database, spawn_app, spawn_app_unregistered, spawn_app_with,
 };
 use jetpay_sandbox::Storage;
 use serde_json::Value;
@@ -284,6 +284,19 @@ fn start_server(dir: &Path, jetpay: SocketAddr) -> (Child, String) {
     (child, base)
 }
 
+/// The server binary against a slow Jetpay in front of a fresh sandbox, once it is ready.
+async fn ready_server(dir: &Path) -> (Child, String, jetpay_sandbox::Sandbox) {
+    let sandbox = start_sandbox(fast_sandbox_config(Storage::Memory)).await;
+    let jetpay = slow_jetpay(&sandbox.base_url()).await;
+    let (child, base) = start_server(dir, jetpay);
+    eventually(Duration::from_secs(60), "the server ready", || {
+        let url = format!("{base}/ready");
+        async move { reqwest::get(url).await.ok().filter(|r| r.status() == 200) }
+    })
+    .await;
+    (child, base, sandbox)
+}
+
 fn sigterm(child: &Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -342,14 +355,7 @@ async fn db_state(dir: &Path, card: &str) -> String {
 #[tokio::test]
 async fn sigterm_during_add_card_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let sandbox = start_sandbox(fast_sandbox_config(Storage::Memory)).await;
-    let jetpay = slow_jetpay(&sandbox.base_url()).await;
-    let (mut child, base) = start_server(dir.path(), jetpay);
-    eventually(Duration::from_secs(60), "the server ready", || {
-        let url = format!("{base}/ready");
-        async move { reqwest::get(url).await.ok().filter(|r| r.status() == 200) }
-    })
-    .await;
+    let (mut child, base, _sandbox) = ready_server(dir.path()).await;
     let http = signed_up(&base).await;
     let mut stream = http
         .get(format!("{base}/account/cards/events"))
@@ -396,14 +402,7 @@ async fn sigterm_during_add_card_loses_nothing() {
 #[tokio::test]
 async fn sigterm_during_a_delivery_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let sandbox = start_sandbox(fast_sandbox_config(Storage::Memory)).await;
-    let jetpay = slow_jetpay(&sandbox.base_url()).await;
-    let (mut child, base) = start_server(dir.path(), jetpay);
-    eventually(Duration::from_secs(60), "the server ready", || {
-        let url = format!("{base}/ready");
-        async move { reqwest::get(url).await.ok().filter(|r| r.status() == 200) }
-    })
-    .await;
+    let (mut child, base, _sandbox) = ready_server(dir.path()).await;
     let http = signed_up(&base).await;
     let response = http
         .post(format!("{base}/api/add_card"))
@@ -423,15 +422,7 @@ async fn sigterm_during_a_delivery_loses_nothing() {
         .unwrap();
     let form = page["cards"][0]["form_url"].as_str().unwrap().to_owned();
 
-    let mut lock = SqliteConnectOptions::new()
-        .filename(dir.path().join("app.db"))
-        .connect()
-        .await
-        .unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut lock)
-        .await
-        .unwrap();
+    let mut lock = lock_database(&dir.path().join("app.db")).await;
     assert_eq!(
         submit_form(&reqwest::Client::new(), &form, "4242424242424242").await,
         200
@@ -445,5 +436,4 @@ async fn sigterm_during_a_delivery_loses_nothing() {
     let exit = wait_exit(&mut child, Duration::from_secs(30)).await;
     assert!(exit.success(), "{exit:?}");
     assert_eq!(db_state(dir.path(), &card).await, "active");
-    drop(sandbox);
 }

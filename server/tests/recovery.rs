@@ -7,9 +7,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use app::backend::Counters;
-use common::spawn_app_with;
+use common::{lock_database, spawn_app_with};
 use jetpay::wire::WebhookState;
-use sqlx::{sqlite::SqliteConnectOptions, ConnectOptions, Connection};
+use sqlx::Connection;
 
 const SUCCESS: &str = "4242424242424242";
 
@@ -28,15 +28,7 @@ async fn a_webhook_jetpay_marked_failed_is_revived_while_running() {
     let during = customer.add_card().await;
     let form = customer.form_url(&during).await;
 
-    let mut lock = SqliteConnectOptions::new()
-        .filename(&app.db_path)
-        .connect()
-        .await
-        .unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut lock)
-        .await
-        .unwrap();
+    let mut lock = lock_database(&app.db_path).await;
     app.submit_card(&form, SUCCESS).await;
     let started = Instant::now();
     while app.webhook_state().await != WebhookState::Failed {
@@ -131,6 +123,7 @@ async fn forty_concurrent_sign_ups_do_not_stall_webhooks_or_health() {
         })
         .collect();
     let http = reqwest::Client::new();
+    let key = app.registration().await.api_key;
     let mut health = Vec::new();
     let mut webhook = Vec::new();
     let started = Instant::now();
@@ -146,7 +139,7 @@ async fn forty_concurrent_sign_ups_do_not_stall_webhooks_or_health() {
         health.push(t.elapsed());
         let t = Instant::now();
         // An unsigned delivery: the receiver's whole request path, refused with 401.
-        assert_eq!(app.deliver(None, b"{}").await, 401);
+        assert_eq!(app.deliver_with_key(Some(&key), None, b"{}").await, 401);
         webhook.push(t.elapsed());
         assert!(started.elapsed() < Duration::from_secs(120));
     }

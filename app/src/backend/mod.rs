@@ -72,7 +72,7 @@ pub struct Backend {
     customer_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     sign_in_limiter: limits::SignInLimiter,
     ip_limits: limits::IpLimits,
-    /// Bounds concurrent argon2 work (each hash holds ~19 MiB) to the number of cores.
+    /// Bounds concurrent argon2 work (each hash holds ~19 MiB) to one fewer than the cores.
     hashing: tokio::sync::Semaphore,
     /// Our webhook's state as Jetpay last reported it (the background beat reads it).
     webhook_state: std::sync::RwLock<Option<jetpay::wire::WebhookState>>,
@@ -91,8 +91,12 @@ impl Backend {
             ),
             ip_limits: limits::IpLimits::new(settings.ip_requests_per_minute),
             webhook_state: Default::default(),
+            // One core fewer than there are, so webhooks and pages always have one.
             hashing: tokio::sync::Semaphore::new(
-                std::thread::available_parallelism().map_or(1, |n| n.get()),
+                std::thread::available_parallelism()
+                    .map_or(1, |n| n.get())
+                    .saturating_sub(1)
+                    .max(1),
             ),
             settings,
             customer_locks: Default::default(),

@@ -272,6 +272,23 @@ impl TestApp {
     }
 }
 
+/// Takes SQLite's write lock on `db` from another connection, as another process would (a backup,
+/// a stuck migration). `ROLLBACK` and close it to release.
+pub async fn lock_database(db: &std::path::Path) -> sqlx::SqliteConnection {
+    use sqlx::{ConnectOptions, Connection as _};
+    let mut lock = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(db)
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    let _ = lock.ping().await;
+    lock
+}
+
 pub struct Customer {
     pub http: reqwest::Client,
     pub base: Url,
@@ -290,6 +307,15 @@ impl Customer {
             .unwrap();
         let status = response.status();
         (status, response.text().await.unwrap())
+    }
+
+    /// Opens the live card stream, as a page does.
+    pub async fn open_stream(&self) -> reqwest::Response {
+        self.http
+            .get(self.base.join("/account/cards/events").unwrap())
+            .send()
+            .await
+            .unwrap()
     }
 
     pub async fn add_card(&self) -> String {
