@@ -11,9 +11,9 @@ use app::{
 };
 use axum::{
     extract::DefaultBodyLimit,
-    serve::ListenerExt,
     middleware,
     routing::{get, post},
+    serve::ListenerExt,
     Router,
 };
 use leptos::prelude::*;

@@ -4,5 +4,6 @@
 pub mod add_card_panel;
 pub mod brand;
 pub mod card_row;
+pub mod cards_state;
 pub mod focus;
 pub mod notice;
