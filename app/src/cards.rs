@@ -162,6 +162,26 @@ pub async fn remove_card(card_id: String) -> Result<(), ServerFnError> {
     Ok(())
 }
 
+/// Gives one of the customer's cards a nickname; an empty one clears it.
+#[server(endpoint = "rename_card")]
+pub async fn rename_card(card_id: String, nickname: String) -> Result<(), ServerFnError> {
+    use crate::components::notice::refuse;
+    use crate::session;
+    let result = match session::require_customer().await {
+        Ok(customer) => {
+            session::backend()?
+                .set_nickname(&customer, &card_id, &nickname)
+                .await
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
+        return Err(refuse(e, CARDS_PATH).await);
+    }
+    back_to_cards();
+    Ok(())
+}
+
 /// The hosted form reported that the customer submitted it. `jetpay_card_id` is the id the form
 /// named (absent when Jetpay posts no message); brand and last four are what it showed.
 #[server(endpoint = "card_form_submitted")]
@@ -216,12 +236,15 @@ fn CardsView(page: CardsPage) -> impl IntoView {
     let add = ServerAction::<AddCard>::new();
     let make_default = ServerAction::<MakeDefaultCard>::new();
     let remove = ServerAction::<RemoveCard>::new();
+    let rename = ServerAction::<RenameCard>::new();
+    provide_context(rename);
 
     // Whatever an action did, the list shows it once it answered.
     Effect::new(move |first: Option<()>| {
         add.version().track();
         make_default.version().track();
         remove.version().track();
+        rename.version().track();
         if first.is_some() {
             state.refresh();
         }
@@ -290,11 +313,13 @@ fn CardsView(page: CardsPage) -> impl IntoView {
     let add_error = crate::components::notice::error_of(move || add.value().get());
     let default_error = crate::components::notice::error_of(move || make_default.value().get());
     let remove_error = crate::components::notice::error_of(move || remove.value().get());
+    let rename_error = crate::components::notice::error_of(move || rename.value().get());
     let action_error = Signal::derive(move || {
         add_error
             .get()
             .or(default_error.get())
             .or(remove_error.get())
+            .or(rename_error.get())
     });
     let ids = move || {
         state

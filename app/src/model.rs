@@ -95,11 +95,22 @@ pub struct CardView {
     /// The hosted form told the page that the customer submitted it.
     #[serde(default)]
     pub submitted: bool,
+    /// The customer's own name for the card, if they gave one.
+    #[serde(default)]
+    pub nickname: Option<String>,
 }
 
 impl CardView {
-    /// "Visa ending 4242", or "New card" while Jetpay has not told us yet.
+    /// "Work card, Visa ending 4242" with a nickname, else [`CardView::card_name`].
     pub fn title(&self) -> String {
+        match &self.nickname {
+            Some(nickname) => format!("{nickname}, {}", self.card_name()),
+            None => self.card_name(),
+        }
+    }
+
+    /// "Visa ending 4242", or "New card" while Jetpay has not told us yet.
+    pub fn card_name(&self) -> String {
         match (&self.brand, &self.last4) {
             (Some(brand), Some(last4)) => format!("{} ending {last4}", brand_name(brand)),
             (None, Some(last4)) => format!("Card ending {last4}"),
@@ -215,6 +226,8 @@ pub enum ChangeKind {
     /// "Try again" retired a failed or expired card.
     Retired,
     DefaultChanged,
+    /// The customer named the card.
+    Renamed,
     /// A change nobody needs to hear about (e.g. the previous default losing its badge).
     Quiet,
 }
@@ -231,6 +244,7 @@ impl ChangeKind {
             ChangeKind::Removed => "removed".into(),
             ChangeKind::Retired => "retired".into(),
             ChangeKind::DefaultChanged => "default".into(),
+            ChangeKind::Renamed => "renamed".into(),
             ChangeKind::Quiet => String::new(),
         }
     }
@@ -246,6 +260,7 @@ impl ChangeKind {
             "removed" => ChangeKind::Removed,
             "retired" => ChangeKind::Retired,
             "default" => ChangeKind::DefaultChanged,
+            "renamed" => ChangeKind::Renamed,
             other => match other.strip_prefix("failed:") {
                 Some(reason) => ChangeKind::Failed(Some(reason.to_owned())),
                 None => ChangeKind::Quiet,
@@ -271,6 +286,7 @@ impl ChangeKind {
             ChangeKind::Removed => "Card removed.".into(),
             ChangeKind::Retired => "The failed card was removed.".into(),
             ChangeKind::DefaultChanged => "Default card changed.".into(),
+            ChangeKind::Renamed => "Card nickname saved.".into(),
             ChangeKind::Quiet => return None,
         })
     }
@@ -319,8 +335,12 @@ mod tests {
             failure: None,
             form_url: None,
             submitted: true,
+            nickname: None,
         };
         assert_eq!(card.title(), "Visa ending 4242");
+        card.nickname = Some("Work card".into());
+        assert_eq!(card.title(), "Work card, Visa ending 4242");
+        card.nickname = None;
         assert_eq!(card.expiry().as_deref(), Some("04/31"));
         card.brand = None;
         card.last4 = None;
@@ -341,6 +361,7 @@ mod tests {
             failure: None,
             form_url: Some("https://jetpay.example/tokenize/s".into()),
             submitted: false,
+            nickname: None,
         };
         assert_eq!(card.progress().label(), "Waiting for card details");
         card.submitted = true;
@@ -382,6 +403,7 @@ mod tests {
             ChangeKind::Removed,
             ChangeKind::Retired,
             ChangeKind::DefaultChanged,
+            ChangeKind::Renamed,
             ChangeKind::Quiet,
         ] {
             assert_eq!(ChangeKind::parse(&kind.code()), kind);
@@ -400,6 +422,7 @@ mod tests {
             failure: None,
             form_url: None,
             submitted: true,
+            nickname: None,
         };
         assert_eq!(
             ChangeKind::parse("failed:card_declined").sentence(Some(&card)).unwrap(),

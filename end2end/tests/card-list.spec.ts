@@ -6,6 +6,7 @@ import {
   SUCCESS,
   addCardsElsewhere,
   dropConsoleErrors,
+  expectAccessible,
   openForm,
   signUp,
   typeCard,
@@ -54,7 +55,7 @@ test('an open Remove confirmation stays with its card while rows come and go; Ca
   await row(amex).getByRole('button', { name: 'Yes, remove' }).focus();
   await page.keyboard.press('Escape');
   await expect(confirmOpen(amex)).toHaveCount(0);
-  await expect(row(amex).locator('summary')).toBeFocused();
+  await expect(row(amex).locator('details.confirm:not(.nickname-form) summary')).toBeFocused();
   await expect(page.getByTestId('card')).toHaveCount(3);
 });
 
@@ -118,4 +119,22 @@ test('cards show a brand mark, •••• and last four, "Expires soon" by dat
   await expect(visaRow).toHaveCount(0);
   await expect(row).toContainText('Default');
   await expect(page.getByTestId('announcer')).toContainText('Mastercard ending 4444 is now your default card.');
+});
+
+test('a card can be given a nickname, shown beside brand and last four in every tab', async ({ page, context }) => {
+  await signUp(page, 'nickname');
+  const [visa] = await addCardsElsewhere(page.request, [SUCCESS]);
+  const other = await context.newPage();
+  await other.goto('/account/cards');
+  await waitForHydration(other);
+  await page.bringToFront();
+  const row = page.locator(`[data-card-id="${visa}"]`);
+  await row.getByText('Nickname', { exact: true }).click();
+  const field = row.getByLabel('Nickname (optional)');
+  await field.pressSequentially('Work card', { delay: 30 });
+  await row.getByRole('button', { name: 'Save nickname' }).click();
+  await expect(row).toContainText('Work card · Visa •••• 4242');
+  await expect(row.locator('summary', { hasText: 'Nickname' })).toHaveAttribute('aria-label', 'Nickname for Work card, Visa ending 4242');
+  await expect(other.locator(`[data-card-id="${visa}"]`)).toContainText('Work card');
+  await expectAccessible(page, 'card with a nickname');
 });

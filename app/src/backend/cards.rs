@@ -109,6 +109,34 @@ impl Backend {
             .await?)
     }
 
+    /// The longest card nickname.
+    pub const NICKNAME_MAX_CHARS: usize = 40;
+
+    /// Names a card; an empty name clears it.
+    pub async fn set_nickname(
+        &self,
+        customer_id: &str,
+        card_id: &str,
+        nickname: &str,
+    ) -> Result<(), AppError> {
+        let nickname = nickname.trim();
+        if nickname.chars().count() > Self::NICKNAME_MAX_CHARS
+            || nickname.chars().any(char::is_control)
+        {
+            return Err(AppError::InvalidInput(format!(
+                "Choose a nickname of at most {} characters.",
+                Self::NICKNAME_MAX_CHARS
+            )));
+        }
+        let nickname = (!nickname.is_empty()).then_some(nickname);
+        let changes = self
+            .store
+            .set_nickname(customer_id, card_id, nickname)
+            .await?;
+        self.notifier.publish(changes);
+        Ok(())
+    }
+
     pub async fn make_default(&self, customer_id: &str, card_id: &str) -> Result<(), AppError> {
         let changes = self.store.make_default(customer_id, card_id).await?;
         self.notifier.publish(changes);

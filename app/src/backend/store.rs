@@ -127,7 +127,7 @@ pub struct Store {
 }
 
 const CARD_COLUMNS: &str = "id, state, brand, last4, exp_month, exp_year, failure_reason, \
-     is_default, form_url, created_at, submitted_at";
+     is_default, form_url, created_at, submitted_at, nickname";
 
 impl Store {
     /// Opens (creating if needed) the database and brings its schema up to date.
@@ -376,6 +376,35 @@ impl Store {
             .await
             .map_err(StoreError::classify)?;
         Ok(row.map(|r| card_view(&r, now, url_ttl_ms)))
+    }
+
+    /// Names one of the customer's cards (`None` clears the name). `NotFound` when the card is
+    /// not theirs.
+    pub async fn set_nickname(
+        &self,
+        customer_id: &str,
+        card_id: &str,
+        nickname: Option<&str>,
+    ) -> Result<Vec<Change>> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE cards SET nickname = $1, updated_at = $2 \
+             WHERE id = $3 AND customer_id = $4 AND state <> 'removed'",
+        )
+        .bind(nickname)
+        .bind(now_ms())
+        .bind(card_id)
+        .bind(customer_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::classify)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        let change =
+            record_change(&mut tx, customer_id, card_id, ChangeKind::Renamed, None).await?;
+        tx.commit().await.map_err(StoreError::classify)?;
+        Ok(vec![change])
     }
 
     /// Makes one of the customer's active cards the default. `NotFound` when the card is not
@@ -1004,5 +1033,6 @@ fn card_view(r: &SqliteRow, now: i64, url_ttl_ms: i64) -> CardView {
         failure: (state == CardState::Failed).then(|| failure_sentence(failure_reason.as_deref())),
         form_url: form_url.filter(|_| state == CardState::Pending && now - created_at < url_ttl_ms),
         submitted: r.get::<Option<i64>, _>("submitted_at").is_some(),
+        nickname: r.get("nickname"),
     }
 }

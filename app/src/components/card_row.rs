@@ -6,7 +6,7 @@
 use leptos::prelude::*;
 
 use super::brand::BrandMark;
-use crate::cards::{AddCard, CardsState, MakeDefaultCard, RemoveCard};
+use crate::cards::{AddCard, CardsState, MakeDefaultCard, RemoveCard, RenameCard};
 use crate::model::{CardView, ExpiryStatus, Progress};
 
 #[component]
@@ -32,12 +32,15 @@ fn CardTitle(card: CardView) -> impl IntoView {
     let spoken = card.title();
     let shown = match &card.last4 {
         Some(last4) => format!("{} •••• {last4}", card.brand_name()),
-        None => spoken.clone(),
+        None => card.card_name(),
     };
     view! {
         <span class="card-title">
             <span class="visually-hidden">{spoken}</span>
-            <span aria-hidden="true">{shown}</span>
+            <span aria-hidden="true">
+                {card.nickname.map(|n| view! { <span class="nickname">{n}</span>" · " })}
+                {shown}
+            </span>
         </span>
     }
 }
@@ -148,6 +151,7 @@ pub fn CardRow(
             .is_some_and(|p| p != Progress::WaitingForDetails)
     };
     let confirm_id = id.clone();
+    let nickname_id = id.clone();
 
     view! {
         <li
@@ -171,6 +175,13 @@ pub fn CardRow(
             {problem}
             <div class="card-actions">
                 {actions}
+                <Show when=move || progress.get() == Some(Progress::Active)>
+                    <NicknameForm
+                        card_id=nickname_id.clone()
+                        title=Signal::derive(title)
+                        current=Signal::derive(move || card.with(|c| c.as_ref().and_then(|c| c.nickname.clone())))
+                    />
+                </Show>
                 <Show when=removable>
                     <RemoveConfirm card_id=confirm_id.clone() title=Signal::derive(title) remove=remove/>
                 </Show>
@@ -231,6 +242,61 @@ fn RemoveConfirm(
                 >
                     "Cancel"
                 </a>
+            </div>
+        </details>
+    }
+}
+
+/// "Nickname" opens a small form to name the card (a `<details>`, so it works without
+/// JavaScript); saving or Escape closes it.
+#[component]
+fn NicknameForm(
+    card_id: String,
+    title: Signal<String>,
+    current: Signal<Option<String>>,
+) -> impl IntoView {
+    let rename = expect_context::<ServerAction<RenameCard>>();
+    let open = RwSignal::new(false);
+    let details = NodeRef::<leptos::html::Details>::new();
+    let input_id = format!("nickname-{card_id}");
+    // Close once a save has answered.
+    Effect::new(move |first: Option<()>| {
+        rename.version().track();
+        if first.is_some() {
+            open.set(false);
+        }
+    });
+    view! {
+        <details
+            class="confirm nickname-form"
+            node_ref=details
+            prop:open=move || open.get()
+            on:toggle=move |_| {
+                if let Some(details) = details.get_untracked() {
+                    open.set(details.open());
+                }
+            }
+            on:keydown=move |ev| {
+                if ev.key() == "Escape" && open.get_untracked() {
+                    ev.prevent_default();
+                    open.set(false);
+                }
+            }
+        >
+            <summary aria-label=move || format!("Nickname for {}", title.get())>"Nickname"</summary>
+            <div class="confirm-body">
+                <ActionForm action=rename attr:class="stack">
+                    <input type="hidden" name="card_id" value=card_id/>
+                    <label for=input_id.clone()>"Nickname (optional)"</label>
+                    <input
+                        id=input_id
+                        name="nickname"
+                        maxlength="40"
+                        autocomplete="off"
+                        value=move || current.get().unwrap_or_default()
+                    />
+                    <button type="submit" class="primary">"Save nickname"</button>
+                </ActionForm>
             </div>
         </details>
     }
