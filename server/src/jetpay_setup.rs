@@ -1,9 +1,9 @@
 //! Connecting to Jetpay: start the embedded sandbox when no host is configured, build the client
 //! and the webhook verifier, and register this server's webhook.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
-use app::backend::{store::WebhookRegistration, Store};
+use app::backend::{store::WebhookRegistration, Backend, Store};
 use jetpay::{
     wire::{NewWebhook, WebhookPatch, WebhookState},
     ApiToken, Client, ClientConfig,
@@ -127,11 +127,13 @@ fn frame_ancestors(public_url: &Url) -> Vec<String> {
 /// if it had failed), that it carries our callback API key, and stores the registration. Retries
 /// until it succeeds: the server serves pages meanwhile, and Jetpay keeps events until the
 /// webhook exists.
-pub async fn register_webhook(client: Client, store: Store, webhook: WebhookSettings) {
+pub async fn register_webhook(backend: Arc<Backend>, webhook: WebhookSettings) {
     let mut delay = Duration::from_millis(500);
     loop {
-        match try_register(&client, &store, &webhook, None).await {
-            Ok(registration) => {
+        match try_register(&backend.jetpay, &backend.store, &webhook, None).await {
+            Ok((registration, state)) => {
+                // Readiness knows the state at once, not only after the next beat.
+                backend.set_webhook_state(state);
                 tracing::info!(
                     identifier = %registration.identifier,
                     webhook_id = registration.webhook_id,
@@ -175,7 +177,7 @@ pub async fn try_register(
     store: &Store,
     settings: &WebhookSettings,
     replay_from: Option<i64>,
-) -> Result<WebhookRegistration, Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<(WebhookRegistration, WebhookState), Box<dyn std::error::Error + Send + Sync>> {
     let callback_url = settings.callback_url.as_str();
     let api_key = match store.webhook_api_key(callback_url).await? {
         Some(key) => key,
@@ -225,7 +227,7 @@ pub async fn try_register(
     store
         .save_webhook_registration(callback_url, &registration)
         .await?;
-    Ok(registration)
+    Ok((registration, webhook.state))
 }
 
 #[cfg(all(test, feature = "sandbox"))]

@@ -117,7 +117,8 @@ impl Jobs {
             )
             .await
             {
-                Ok(_) => {
+                Ok((_, state)) => {
+                    self.backend.set_webhook_state(state);
                     self.backend.counters.webhook_revived();
                     tracing::warn!(
                         replay_from,

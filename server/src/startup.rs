@@ -152,8 +152,7 @@ impl Application {
             max_batch_size: config.webhook_max_batch_size,
         };
         tokio::spawn(jetpay_setup::register_webhook(
-            jetpay.client.clone(),
-            store.clone(),
+            backend.clone(),
             webhook_settings.clone(),
         ));
         let gap_check = Arc::new(Notify::new());
