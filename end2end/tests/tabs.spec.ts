@@ -58,3 +58,40 @@ test('signing out in one tab clears the cards from the other open tabs', async (
   await expect(other.getByText('to see and add your saved cards')).toBeVisible();
   await expect(other.getByRole('banner')).not.toContainText('Sign Out Tester');
 });
+
+test('without Web Locks, a hidden tab closes its stream and reopens it when shown again', async ({ page }) => {
+  // A browser without the Web Locks API cannot elect a leader tab; the page can still tell
+  // whether it is hidden (simulated here: a test browser's pages are always visible).
+  await page.addInitScript(() => {
+    Object.defineProperty(Navigator.prototype, 'locks', { get: () => undefined });
+    Object.defineProperty(Document.prototype, 'hidden', { get: () => !!(window as any).__hidden });
+  });
+  await signUp(page, 'hidden');
+  const opened: string[] = [];
+  const closed: string[] = [];
+  page.on('request', (r) => {
+    if (r.url().includes('/account/cards/events')) opened.push(r.url());
+  });
+  page.on('requestfailed', (r) => {
+    if (r.url().includes('/account/cards/events')) closed.push(r.url());
+  });
+  await page.reload();
+  await waitForHydration(page);
+  await expect.poll(() => opened.length).toBe(1);
+  // The reload ended the stream of the page before it.
+  const closedBefore = closed.length;
+  const setHidden = (hidden: boolean) =>
+    page.evaluate((h) => {
+      (window as any).__hidden = h;
+      document.dispatchEvent(new Event('visibilitychange'));
+    }, hidden);
+  await setHidden(true);
+  await expect.poll(() => closed.length).toBe(closedBefore + 1);
+  await page.waitForTimeout(2500);
+  expect(opened.length).toBe(1);
+  await setHidden(false);
+  await expect.poll(() => opened.length).toBe(2);
+  // And it still follows changes.
+  const [id] = await addCardsElsewhere(page.request, [SUCCESS]);
+  await expect(page.locator(`[data-card-id="${id}"]`).getByTestId('state')).toHaveText('Active');
+});
