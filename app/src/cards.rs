@@ -277,6 +277,20 @@ fn CardsView(page: CardsPage) -> impl IntoView {
         }
     });
 
+    // After a failed load, keep trying until one succeeds, whatever the stream is doing (it may
+    // still look open while nothing gets through).
+    #[cfg(feature = "hydrate")]
+    if let Ok(retry) = set_interval_with_handle(
+        move || {
+            if state.reconnecting.try_get_untracked() == Some(true) {
+                state.refresh();
+            }
+        },
+        std::time::Duration::from_millis(live::POLL_MILLIS),
+    ) {
+        on_cleanup(move || retry.clear());
+    }
+
     // The browser knows first when the network is gone, and when it is back.
     let offline = window_event_listener(leptos::ev::offline, move |_| state.reconnecting.set(true));
     let online = window_event_listener(leptos::ev::online, move |_| state.refresh());
