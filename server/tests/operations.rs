@@ -87,6 +87,11 @@ async fn metrics_count_deliveries_events_refusals_calls_and_requests() {
         .await;
     app.wait_for_state(&card, "active").await;
     assert_eq!(app.deliver(Some("Bearer x.y.z"), b"{}").await, 401);
+    assert!(reqwest::get(app.url("/health"))
+        .await
+        .unwrap()
+        .status()
+        .is_success());
     let (status, _) = customer
         .call(
             "sign_in",

@@ -4,7 +4,8 @@
 
 use tokio::sync::broadcast;
 
-use super::store::Change;
+use super::{counters::card_transition, store::Change};
+use crate::model::ChangeKind;
 
 #[derive(Clone)]
 pub struct Notifier {
@@ -17,8 +18,21 @@ impl Notifier {
         Self { sender }
     }
 
+    /// Sends committed changes to open pages, and counts the card transitions among them
+    /// (`cards_transitions_total{to}`: only what was committed is counted).
     pub fn publish(&self, changes: impl IntoIterator<Item = Change>) {
         for change in changes {
+            let to = match ChangeKind::parse(&change.announcement) {
+                ChangeKind::Added => Some("pending"),
+                ChangeKind::Activated => Some("active"),
+                ChangeKind::Failed(_) => Some("failed"),
+                ChangeKind::Expired => Some("expired"),
+                ChangeKind::Removed | ChangeKind::Retired => Some("removed"),
+                _ => None,
+            };
+            if let Some(to) = to {
+                card_transition(to, 1);
+            }
             // No subscriber is not an error: nobody has the page open.
             let _ = self.sender.send(change);
         }

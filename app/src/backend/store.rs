@@ -13,7 +13,7 @@ use sqlx::{
     Row, SqlitePool,
 };
 
-use super::{counters::card_transition, now_ms};
+use super::now_ms;
 use crate::model::{failure_sentence, CardState, CardView, ChangeKind};
 
 #[derive(Debug, thiserror::Error)]
@@ -336,7 +336,6 @@ impl Store {
         changes.push(record_change(&mut tx, customer_id, card_id, ChangeKind::Added, None).await?);
         apply_early_result(&mut tx, jetpay_card_id, now, &mut changes).await?;
         tx.commit().await.map_err(StoreError::classify)?;
-        card_transition("pending", 1);
         Ok(changes)
     }
 
@@ -488,7 +487,6 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(StoreError::classify)?;
-        card_transition("removed", 1);
         let mut changes =
             vec![record_change(&mut tx, customer_id, card_id, ChangeKind::Removed, None).await?];
         if was_default {
@@ -570,7 +568,6 @@ impl Store {
             .await
             .map_err(StoreError::classify)?;
             if done.rows_affected() == 1 {
-                card_transition("expired", 1);
                 changes.push(
                     record_change(&mut tx, &customer_id, &card_id, ChangeKind::Expired, None)
                         .await?,
@@ -986,7 +983,6 @@ async fn apply_tokenized(
     if done.rows_affected() == 0 {
         return Ok(EventOutcome::Ignored);
     }
-    card_transition(state, 1);
     let kind = match data.state {
         TokenizationState::Succeeded => ChangeKind::Activated,
         TokenizationState::Failed => ChangeKind::Failed(failure_reason),
