@@ -82,7 +82,8 @@ pub async fn connect(config: &Config, public_url: &Url) -> Result<JetpayConnecti
                     None => Storage::Memory,
                 },
                 api_tokens: vec![SANDBOX_TOKEN.to_owned()],
-                frame_ancestors: frame_ancestors(public_url),
+                // Ours, and the other loopback names: the site opens as `localhost` too.
+                frame_ancestors: crate::security::dev_origins(public_url),
                 // Development wants results at once: no batching wait.
                 min_wait_seconds: 0,
                 retry_base: config.sandbox_retry_base,
@@ -101,26 +102,6 @@ pub async fn connect(config: &Config, public_url: &Url) -> Result<JetpayConnecti
             })
         }
     }
-}
-
-/// The origins that may frame the sandbox's card form: ours, and in development the other
-/// loopback name too, so that opening the site as `localhost` or `127.0.0.1` both work.
-#[cfg(feature = "sandbox")]
-fn frame_ancestors(public_url: &Url) -> Vec<String> {
-    let ours = public_url.origin().ascii_serialization();
-    let other = match public_url.host_str() {
-        Some("localhost") => Some("127.0.0.1"),
-        Some("127.0.0.1") => Some("localhost"),
-        _ => None,
-    };
-    let mut origins = vec![ours];
-    if let Some(other) = other {
-        let mut url = public_url.clone();
-        if url.set_host(Some(other)).is_ok() {
-            origins.push(url.origin().ascii_serialization());
-        }
-    }
-    origins
 }
 
 /// Makes sure Jetpay has our webhook (creating it if there is none for our callback URL, waking it
@@ -228,26 +209,4 @@ pub async fn try_register(
         .save_webhook_registration(callback_url, &registration)
         .await?;
     Ok((registration, webhook.state))
-}
-
-#[cfg(all(test, feature = "sandbox"))]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn both_loopback_names_may_frame_the_sandbox_form() {
-        let ancestors = |url: &str| frame_ancestors(&Url::parse(url).unwrap());
-        assert_eq!(
-            ancestors("http://127.0.0.1:3000"),
-            ["http://127.0.0.1:3000", "http://localhost:3000"]
-        );
-        assert_eq!(
-            ancestors("http://localhost:3000/"),
-            ["http://localhost:3000", "http://127.0.0.1:3000"]
-        );
-        assert_eq!(
-            ancestors("https://shop.example.com"),
-            ["https://shop.example.com"]
-        );
-    }
 }

@@ -83,6 +83,29 @@ pub async fn set_headers(
     response
 }
 
+/// Our origin and, when it is a loopback address, the other loopback names of the same scheme
+/// and port: in development a browser opens `localhost` as often as `127.0.0.1`. Used for the
+/// origins that may post to us and those that may frame the sandbox's card form.
+pub fn dev_origins(public_url: &url::Url) -> Vec<String> {
+    let mut origins = vec![public_url.origin().ascii_serialization()];
+    if !matches!(
+        public_url.host_str(),
+        Some("127.0.0.1" | "localhost" | "[::1]")
+    ) {
+        return origins;
+    }
+    for host in ["127.0.0.1", "localhost", "[::1]"] {
+        let mut alias = public_url.clone();
+        if alias.set_host(Some(host)).is_ok() {
+            let origin = alias.origin().ascii_serialization();
+            if !origins.contains(&origin) {
+                origins.push(origin);
+            }
+        }
+    }
+    origins
+}
+
 /// The origins a browser may post from: the public URL's, and in development the other loopback
 /// names of the same port (a developer opens `localhost` as often as `127.0.0.1`).
 #[derive(Clone, Debug)]
@@ -90,25 +113,11 @@ pub struct AllowedOrigins(Vec<String>);
 
 impl AllowedOrigins {
     pub fn new(public_url: &url::Url, dev: bool) -> Self {
-        let own = public_url.origin().ascii_serialization();
-        let mut origins = vec![own];
-        let loopback = matches!(
-            public_url.host_str(),
-            Some("127.0.0.1" | "localhost" | "[::1]")
-        );
-        if dev && loopback {
-            let port = public_url
-                .port_or_known_default()
-                .map(|p| format!(":{p}"))
-                .unwrap_or_default();
-            for host in ["127.0.0.1", "localhost", "[::1]"] {
-                let origin = format!("{}://{host}{port}", public_url.scheme());
-                if !origins.contains(&origin) {
-                    origins.push(origin);
-                }
-            }
+        if dev {
+            Self(dev_origins(public_url))
+        } else {
+            Self(vec![public_url.origin().ascii_serialization()])
         }
-        Self(origins)
     }
 
     fn allows(&self, origin: &str) -> bool {
@@ -238,5 +247,30 @@ mod tests {
         let script_src = csp.split(';').find(|d| d.contains("script-src")).unwrap();
         assert!(!script_src.contains("unsafe-inline"), "{csp}");
         assert_ne!(new_nonce(), new_nonce());
+    }
+
+    #[test]
+    fn both_loopback_names_may_frame_the_sandbox_form_and_post() {
+        let ancestors = |url: &str| dev_origins(&url::Url::parse(url).unwrap());
+        assert_eq!(
+            ancestors("http://127.0.0.1:3000"),
+            [
+                "http://127.0.0.1:3000",
+                "http://localhost:3000",
+                "http://[::1]:3000"
+            ]
+        );
+        assert_eq!(
+            ancestors("http://localhost:3000/"),
+            [
+                "http://localhost:3000",
+                "http://127.0.0.1:3000",
+                "http://[::1]:3000"
+            ]
+        );
+        assert_eq!(
+            ancestors("https://shop.example.com"),
+            ["https://shop.example.com"]
+        );
     }
 }

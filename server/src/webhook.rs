@@ -105,14 +105,14 @@ pub async fn receive(
     let batch = state.verifier.verify(authorization, &body).await?;
     // The registration is cached; a mismatch rereads it once (it changes only when we
     // re-register, e.g. after Jetpay lost our webhook).
-    let mut registration = registration(&state, false).await?;
-    if !is_ours(&registration, api_key.as_bytes(), batch.webhook_id) {
-        registration = registration_fresh(&state).await?;
+    let mut ours = registration(&state, false).await?;
+    if !is_ours(&ours, api_key.as_bytes(), batch.webhook_id) {
+        ours = registration(&state, true).await?;
     }
-    if !bool::from(api_key.as_bytes().ct_eq(registration.api_key.as_bytes())) {
+    if !bool::from(api_key.as_bytes().ct_eq(ours.api_key.as_bytes())) {
         return Err(NotOurs::WrongApiKey.into());
     }
-    if batch.webhook_id != registration.webhook_id {
+    if batch.webhook_id != ours.webhook_id {
         return Err(NotOurs::OtherWebhook(batch.webhook_id).into());
     }
     let outcomes = state.backend.apply_events(&batch.events).await?;
@@ -157,8 +157,4 @@ async fn registration(state: &AppState, fresh: bool) -> Result<WebhookRegistrati
         .write()
         .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(stored.clone());
     Ok(stored)
-}
-
-async fn registration_fresh(state: &AppState) -> Result<WebhookRegistration, WebhookError> {
-    registration(state, true).await
 }

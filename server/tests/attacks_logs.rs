@@ -31,6 +31,22 @@ fn collect(
     })
 }
 
+/// The server binary as a developer runs it: the embedded sandbox in memory, ports picked by the
+/// system, its database in `dir`.
+fn dev_server(dir: &std::path::Path) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_server"));
+    command
+        .current_dir(dir)
+        .env_remove("JETPAY_BASE_URL")
+        .env_remove("JETPAY_API_TOKEN")
+        .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
+        .env("LEPTOS_SITE_ROOT", dir)
+        .env("JETPAY_SANDBOX_ADDR", "127.0.0.1:0")
+        .env("JETPAY_SANDBOX_DB", "memory")
+        .env("DATABASE_URL", format!("sqlite://{}/app.db", dir.display()));
+    command
+}
+
 /// The server process, killed when the test ends however it ends.
 struct Server(std::process::Child);
 
@@ -142,18 +158,7 @@ impl Browser {
 async fn a_full_run_at_trace_level_logs_no_card_data_tokens_or_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let log = Arc::new(Mutex::new(String::new()));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_server"))
-        .current_dir(dir.path())
-        .env_remove("JETPAY_BASE_URL")
-        .env_remove("JETPAY_API_TOKEN")
-        .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
-        .env("LEPTOS_SITE_ROOT", dir.path())
-        .env("JETPAY_SANDBOX_ADDR", "127.0.0.1:0")
-        .env("JETPAY_SANDBOX_DB", "memory")
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}/app.db", dir.path().display()),
-        )
+    let mut child = dev_server(dir.path())
         .env(
             "RUST_LOG",
             "debug,server=trace,app=trace,jetpay=trace,jetpay_sandbox=trace,tower_http=trace,\
@@ -433,20 +438,9 @@ fn production_refuses_to_start_with_each_unsafe_configuration() {
 async fn json_logs_are_one_object_per_line() {
     let dir = tempfile::tempdir().unwrap();
     let log = Arc::new(Mutex::new(String::new()));
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_server"))
-        .current_dir(dir.path())
-        .env_remove("JETPAY_BASE_URL")
-        .env_remove("JETPAY_API_TOKEN")
+    let mut child = dev_server(dir.path())
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
-        .env("LEPTOS_SITE_ADDR", "127.0.0.1:0")
-        .env("LEPTOS_SITE_ROOT", dir.path())
-        .env("JETPAY_SANDBOX_ADDR", "127.0.0.1:0")
-        .env("JETPAY_SANDBOX_DB", "memory")
-        .env(
-            "DATABASE_URL",
-            format!("sqlite://{}/app.db", dir.path().display()),
-        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

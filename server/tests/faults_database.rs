@@ -9,21 +9,14 @@ use std::time::Duration;
 
 use common::{
     faults::{eventually, SandboxAdmin},
-    spawn_app, TestApp,
+    lock_database, spawn_app, TestApp,
 };
 use serde_json::Value;
 use sqlx::{sqlite::SqliteConnectOptions, Connection, SqliteConnection};
 
 /// Another process's connection to the app's SQLite file.
-async fn other_connection(app: &TestApp) -> SqliteConnection {
-    let file = app
-        .backend
-        .store
-        .pool()
-        .connect_options()
-        .get_filename()
-        .to_owned();
-    SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(file))
+async fn other_connection(db: &std::path::Path) -> SqliteConnection {
+    SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(db))
         .await
         .unwrap()
 }
@@ -95,11 +88,7 @@ async fn a_locked_database_gets_503_then_the_retry_applies_once() {
     let (card, form_url) = pending_card(&app).await;
 
     // Another writer holds the database past the store's 5 s busy timeout while Jetpay delivers.
-    let mut locker = other_connection(&app).await;
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut locker)
-        .await
-        .unwrap();
+    let mut locker = lock_database(&app.db_path).await;
     app.submit_card(&form_url, "4242424242424242").await;
     let refused = eventually(Duration::from_secs(30), "a refused delivery", || async {
         our_attempts(&app, &admin)
@@ -128,7 +117,7 @@ async fn a_failing_database_gets_503_and_nothing_half_applied() {
 
     // The result's card update succeeds, then recording the change fails: the whole batch must
     // roll back (as with a full disk: an error after the first write of the transaction).
-    let mut other = other_connection(&app).await;
+    let mut other = other_connection(&app.db_path).await;
     sqlx::query("ALTER TABLE card_changes RENAME TO card_changes_away")
         .execute(&mut other)
         .await

@@ -15,7 +15,8 @@ use std::{
 };
 
 use common::faults::{
-    eventually, fast_sandbox_config, start_sandbox, submit_form, SandboxAdmin, SANDBOX_TOKEN,
+    eventually, fast_sandbox_config, signed_up, start_sandbox, submit_form, SandboxAdmin,
+    SANDBOX_TOKEN,
 };
 use jetpay_sandbox::Storage;
 use serde_json::{json, Value};
@@ -120,28 +121,6 @@ impl Drop for Server {
     }
 }
 
-/// Signs up through the server function and answers the signed-in client.
-async fn sign_up(base: &str, i: usize) -> reqwest::Client {
-    let http = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let email = format!("flood{i}-{}@example.com", uuid::Uuid::new_v4());
-    let response = http
-        .post(format!("{base}/api/sign_up"))
-        .form(&[
-            ("name", "Flood"),
-            ("email", email.as_str()),
-            ("password", "a long password"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success(), "{}", response.status());
-    http
-}
-
 async fn add_card(base: &str, http: &reqwest::Client) -> (String, String) {
     let response = http
         .post(format!("{base}/api/add_card"))
@@ -201,7 +180,11 @@ async fn sigkill_mid_flood_loses_and_doubles_nothing() {
 
     // Many customers, each with the most pending cards allowed.
     let base = server.base.clone();
-    let customers = futures::future::join_all((0..CUSTOMERS).map(|i| sign_up(&base, i))).await;
+    let customers = futures::future::join_all((0..CUSTOMERS).map(|i| {
+        let base = base.clone();
+        async move { signed_up(&base, &format!("flood{i}")).await }
+    }))
+    .await;
     let mut cards = Vec::new();
     for http in &customers {
         for _ in 0..CARDS_EACH {

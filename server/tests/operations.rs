@@ -12,7 +12,9 @@ use std::{
 
 use axum::{body::Bytes, extract::State, http::Method, routing::any, Router};
 use common::{
-    faults::{eventually, fast_sandbox_config, start_sandbox, submit_form, SANDBOX_TOKEN},
+    faults::{
+        eventually, fast_sandbox_config, signed_up, start_sandbox, submit_form, SANDBOX_TOKEN,
+    },
     lock_database, spawn_app, spawn_app_unregistered, spawn_app_with,
 };
 use jetpay_sandbox::Storage;
@@ -318,27 +320,6 @@ async fn wait_exit(child: &mut Child, within: Duration) -> std::process::ExitSta
     .await
 }
 
-async fn signed_up(base: &str) -> reqwest::Client {
-    let http = reqwest::Client::builder()
-        .cookie_store(true)
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let email = format!("shutdown-{}@example.com", uuid::Uuid::new_v4());
-    let response = http
-        .post(format!("{base}/api/sign_up"))
-        .form(&[
-            ("name", "Shut"),
-            ("email", email.as_str()),
-            ("password", "a long password"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert!(response.status().is_success());
-    http
-}
-
 async fn db_state(dir: &Path, card: &str) -> String {
     let mut db = SqliteConnectOptions::new()
         .filename(dir.join("app.db"))
@@ -361,7 +342,7 @@ async fn db_state(dir: &Path, card: &str) -> String {
 async fn sigterm_during_add_card_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, base, _sandbox) = ready_server(dir.path()).await;
-    let http = signed_up(&base).await;
+    let http = signed_up(&base, "shutdown").await;
     let mut stream = http
         .get(format!("{base}/account/cards/events"))
         .send()
@@ -408,7 +389,7 @@ async fn sigterm_during_add_card_loses_nothing() {
 async fn sigterm_during_a_delivery_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (mut child, base, _sandbox) = ready_server(dir.path()).await;
-    let http = signed_up(&base).await;
+    let http = signed_up(&base, "shutdown").await;
     let response = http
         .post(format!("{base}/api/add_card"))
         .form(&[("replaces", "")])

@@ -199,7 +199,6 @@ fn RemoveConfirm(
     remove: ServerAction<RemoveCard>,
 ) -> impl IntoView {
     let open = RwSignal::new(false);
-    let details = NodeRef::<leptos::html::Details>::new();
     let summary = NodeRef::<leptos::html::Summary>::new();
     let close = move || {
         open.set(false);
@@ -208,22 +207,7 @@ fn RemoveConfirm(
         }
     };
     view! {
-        <details
-            class="confirm"
-            node_ref=details
-            prop:open=move || open.get()
-            on:toggle=move |_| {
-                if let Some(details) = details.get_untracked() {
-                    open.set(details.open());
-                }
-            }
-            on:keydown=move |ev| {
-                if ev.key() == "Escape" && open.get_untracked() {
-                    ev.prevent_default();
-                    close();
-                }
-            }
-        >
+        <Disclosure class="confirm" open=open on_escape=Callback::new(move |()| close())>
             <summary node_ref=summary aria-label=move || format!("Remove {}", title.get())>"Remove"</summary>
             <div class="confirm-body">
                 <p>{move || format!("Remove {}? You can add it again later.", title.get())}</p>
@@ -243,7 +227,7 @@ fn RemoveConfirm(
                     "Cancel"
                 </a>
             </div>
-        </details>
+        </Disclosure>
     }
 }
 
@@ -257,7 +241,6 @@ fn NicknameForm(
 ) -> impl IntoView {
     let rename = expect_context::<ServerAction<RenameCard>>();
     let open = RwSignal::new(false);
-    let details = NodeRef::<leptos::html::Details>::new();
     let input_id = format!("nickname-{card_id}");
     // Close once a save has answered.
     Effect::new(move |first: Option<()>| {
@@ -267,21 +250,10 @@ fn NicknameForm(
         }
     });
     view! {
-        <details
+        <Disclosure
             class="confirm nickname-form"
-            node_ref=details
-            prop:open=move || open.get()
-            on:toggle=move |_| {
-                if let Some(details) = details.get_untracked() {
-                    open.set(details.open());
-                }
-            }
-            on:keydown=move |ev| {
-                if ev.key() == "Escape" && open.get_untracked() {
-                    ev.prevent_default();
-                    open.set(false);
-                }
-            }
+            open=open
+            on_escape=Callback::new(move |()| open.set(false))
         >
             <summary aria-label=move || format!("Nickname for {}", title.get())>"Nickname"</summary>
             <div class="confirm-body">
@@ -298,6 +270,39 @@ fn NicknameForm(
                     <button type="submit" class="primary">"Save nickname"</button>
                 </ActionForm>
             </div>
+        </Disclosure>
+    }
+}
+
+/// A `<details>` (it opens and closes without JavaScript too) whose open state is the `open`
+/// signal, kept in step with the browser's toggling; Escape closes it through `on_escape`, which
+/// decides where focus goes.
+#[component]
+fn Disclosure(
+    class: &'static str,
+    open: RwSignal<bool>,
+    on_escape: Callback<()>,
+    children: Children,
+) -> impl IntoView {
+    let details = NodeRef::<leptos::html::Details>::new();
+    view! {
+        <details
+            class=class
+            node_ref=details
+            prop:open=move || open.get()
+            on:toggle=move |_| {
+                if let Some(details) = details.get_untracked() {
+                    open.set(details.open());
+                }
+            }
+            on:keydown=move |ev| {
+                if ev.key() == "Escape" && open.get_untracked() {
+                    ev.prevent_default();
+                    on_escape.run(());
+                }
+            }
+        >
+            {children()}
         </details>
     }
 }

@@ -71,9 +71,12 @@ pub async fn tail(a: TailArgs) -> Result<(), String> {
         shown(&admin.base),
         only.map_or_else(String::new, |id| format!(", webhook {id} only"))
     );
-    let skip = recent.len().saturating_sub(a.last as usize);
-    for attempt in recent.iter().skip(skip).filter(|v| wanted(v)) {
-        println!("{}", attempt_line(attempt));
+    // The feed was asked for at least one attempt, to know where to follow from; `--last 0`
+    // prints none of them.
+    if a.last > 0 {
+        for attempt in recent.iter().filter(|v| wanted(v)) {
+            println!("{}", attempt_line(attempt));
+        }
     }
     let mut lost = false;
     let stop = tokio::signal::ctrl_c();

@@ -174,3 +174,26 @@ pub async fn submit_form(http: &reqwest::Client, form_url: &str, number: &str) -
         .status()
         .as_u16()
 }
+
+/// A new customer signed up through the server function of a server at `base` (a separately
+/// started binary), in a client that keeps its session cookie.
+pub async fn signed_up(base: &str, name: &str) -> reqwest::Client {
+    let http = reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let email = format!("{name}-{}@example.com", uuid::Uuid::new_v4());
+    let response = http
+        .post(format!("{base}/api/sign_up"))
+        .form(&[
+            ("name", name),
+            ("email", email.as_str()),
+            ("password", "a long password"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    http
+}
