@@ -66,12 +66,6 @@ impl StreamSlots {
             customer: customer.to_owned(),
         })
     }
-
-    /// Open streams of one customer.
-    pub fn open(&self, customer: &str) -> usize {
-        let open = self.0.lock().expect("stream slots poisoned");
-        open.get(customer).copied().unwrap_or(0)
-    }
 }
 
 impl Drop for StreamSlot {
