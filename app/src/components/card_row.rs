@@ -296,7 +296,10 @@ fn Disclosure(
                 }
             }
             on:keydown=move |ev| {
-                if ev.key() == "Escape" && open.get_untracked() {
+                // Ask the element, not the signal: its `toggle` event arrives a task later, so
+                // an Escape right after opening would find the signal still closed.
+                let is_open = details.get_untracked().is_some_and(|d| d.open());
+                if ev.key() == "Escape" && is_open {
                     ev.prevent_default();
                     on_escape.run(());
                 }
