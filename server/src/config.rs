@@ -93,7 +93,7 @@ impl std::fmt::Debug for Config {
             .field("listen_addr", &self.listen_addr)
             .field("site_root", &self.site_root)
             .field("production", &self.production)
-            .field("database_url", &self.database_url)
+            .field("database_url", &redact_password(&self.database_url))
             .field("public_url", &self.public_url)
             .field("jetpay", &jetpay)
             .field("pending_timeout", &self.pending_timeout)
@@ -141,11 +141,14 @@ impl Config {
         let database_url = get("DATABASE_URL")
             .unwrap_or("sqlite://data/saved-cards.db")
             .to_owned();
-        if !database_url.starts_with("sqlite:") {
+        if !["sqlite:", "postgres:", "postgresql:"]
+            .iter()
+            .any(|scheme| database_url.starts_with(scheme))
+        {
             return Err(bad(
                 "DATABASE_URL",
-                &database_url,
-                "expected a SQLite URL such as sqlite://data/saved-cards.db",
+                &redact_password(&database_url),
+                "expected sqlite://data/saved-cards.db or postgres://user@host/database",
             ));
         }
         let public_url = get("PUBLIC_URL")
@@ -352,6 +355,17 @@ fn parse<T: std::str::FromStr>(
     expected: &str,
 ) -> Result<T, ConfigError> {
     value.parse().map_err(|_| bad(variable, value, expected))
+}
+
+/// A database URL fit for logs: a password in it is replaced by `***`.
+pub fn redact_password(url: &str) -> String {
+    match Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
 }
 
 fn parse_url(variable: &'static str, value: &str) -> Result<Url, ConfigError> {

@@ -107,8 +107,16 @@ pub async fn connect(config: &Config, public_url: &Url) -> Result<JetpayConnecti
 /// Makes sure Jetpay has our webhook (creating it if there is none for our callback URL, waking it
 /// if it had failed), that it carries our callback API key, and stores the registration. Retries
 /// until it succeeds: the server serves pages meanwhile, and Jetpay keeps events until the
-/// webhook exists.
-pub async fn register_webhook(backend: Arc<Backend>, webhook: WebhookSettings) {
+/// webhook exists. Only the instance that leads the background jobs registers (`leads`), so two
+/// instances starting together never register two webhooks.
+pub async fn register_webhook(
+    backend: Arc<Backend>,
+    webhook: WebhookSettings,
+    mut leads: tokio::sync::watch::Receiver<bool>,
+) {
+    if leads.wait_for(|leads| *leads).await.is_err() {
+        return;
+    }
     let mut delay = Duration::from_millis(500);
     loop {
         match try_register(&backend.jetpay, &backend.store, &webhook, None).await {

@@ -4,18 +4,23 @@
 //!
 //! The beat is a `tokio::time::interval`, independent of deliveries: a delivery only pokes the
 //! (cheap, incremental) gap check, so steady traffic can never starve expiry or the tail check.
+//!
+//! With several instances on one database, one leads: the store's leader lock
+//! (`pg_try_advisory_lock` on PostgreSQL) decides which, so two instances never both revive the
+//! webhook or ask Jetpay to replay. The others try to take over on every beat, which they do
+//! when the leader stops (its lock dies with its connection). Every instance still reads the
+//! webhook's state for its own readiness.
 
 use std::{collections::BTreeSet, sync::Arc, time::Duration};
 
-use app::backend::Backend;
+use app::backend::{store::Leadership, Backend};
 use jetpay::wire::{WebhookPatch, WebhookState};
 use tokio::{
-    sync::Notify,
+    sync::{watch, Notify},
     time::{Instant, MissedTickBehavior},
 };
 use tokio_util::sync::CancellationToken;
 use tower_sessions::ExpiredDeletion;
-use tower_sessions_sqlx_store::SqliteStore;
 
 use crate::jetpay_setup::{self, WebhookSettings};
 
@@ -33,9 +38,11 @@ pub struct Jobs {
     pub max_replays: u32,
     pub gap_check: Arc<Notify>,
     /// Expired sessions are deleted on every beat.
-    pub sessions: SqliteStore,
+    pub sessions: crate::sessions::Sessions,
     /// Cancelled at shutdown: the loop stops between steps.
     pub shutdown: CancellationToken,
+    /// Whether this instance leads (the webhook registration waits for it).
+    pub leader: watch::Sender<bool>,
 }
 
 /// A hole we are waiting on: replay only if it outlives the grace period, then with backoff.
@@ -61,37 +68,81 @@ impl Jobs {
 
     async fn run(self) {
         let mut gaps = Gaps::default();
-        match self.backend.store.given_up_gaps().await {
-            Ok(ids) => gaps.given_up = ids.into_iter().collect(),
-            Err(e) => tracing::warn!(error = %e, "could not read given-up event gaps"),
-        }
+        let mut leadership: Option<Leadership> = None;
         let mut beat = tokio::time::interval(self.sweep_interval);
         beat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = self.shutdown.cancelled() => return,
                 _ = beat.tick() => {
+                    self.backend.notifier.forget_idle();
+                    if !self.lead(&mut leadership, &mut gaps).await {
+                        self.read_webhook_state().await;
+                        continue;
+                    }
                     if let Err(e) = self.sessions.delete_expired().await {
                         tracing::warn!(error = %e, "deleting expired sessions failed");
                     }
                     if let Err(e) = self.backend.expire_stale_cards().await {
                         tracing::warn!(error = %e, "expiring stale cards failed");
                     }
-                    self.backend.forget_idle_limits();
+                    self.backend.forget_idle_limits().await;
                     let tail = self.watch_webhook(&gaps).await;
                     self.check_gaps(&mut gaps, tail).await;
                 }
-                _ = self.gap_check.notified() => self.check_gaps(&mut gaps, None).await,
+                _ = self.gap_check.notified(), if leadership.is_some() => {
+                    self.check_gaps(&mut gaps, None).await
+                }
             }
         }
     }
 
-    /// Reads our webhook at Jetpay once per beat: revives it if Jetpay gave up on it, and returns
-    /// the id after our newest event when Jetpay says it delivered more than we have (a lost
-    /// delivery of the newest events leaves no later event to reveal that hole).
-    async fn watch_webhook(&self, gaps: &Gaps) -> Option<i64> {
-        let store = &self.backend.store;
-        let registration = match store.webhook_registration(&self.webhook.callback_url).await {
+    /// Whether this instance leads now: keeps the lock it holds, or takes it if nobody does.
+    /// A new leader starts the gap check afresh (the old one may have moved on).
+    async fn lead(&self, leadership: &mut Option<Leadership>, gaps: &mut Gaps) -> bool {
+        if let Some(held) = leadership {
+            if held.still_held().await {
+                return true;
+            }
+            tracing::warn!("lost the background jobs' lock; another instance may take over");
+            *leadership = None;
+            self.set_leader(false);
+        }
+        match self.backend.store.try_lead().await {
+            Ok(Some(held)) => {
+                *leadership = Some(held);
+                *gaps = Gaps::default();
+                match self.backend.store.given_up_gaps().await {
+                    Ok(ids) => gaps.given_up = ids.into_iter().collect(),
+                    Err(e) => tracing::warn!(error = %e, "could not read given-up event gaps"),
+                }
+                if self.backend.store.backend() != "sqlite" {
+                    tracing::info!("this instance now runs the background jobs");
+                }
+                self.set_leader(true);
+                true
+            }
+            Ok(None) => false,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not try the background jobs' lock");
+                false
+            }
+        }
+    }
+
+    fn set_leader(&self, leads: bool) {
+        self.leader.send_replace(leads);
+        metrics::gauge!("jobs_leader").set(if leads { 1.0 } else { 0.0 });
+    }
+
+    /// Reads our webhook at Jetpay and records its state (every instance: readiness reports it).
+    async fn read_webhook_state(&self) -> Option<jetpay::wire::Webhook> {
+        let registration = match self
+            .backend
+            .store
+            .webhook_registration(&self.webhook.callback_url)
+            .await
+        {
             Ok(registration) => registration?,
             Err(e) => {
                 tracing::warn!(error = %e, "webhook watch: could not read our registration");
@@ -107,6 +158,15 @@ impl Jobs {
             }
         };
         self.backend.set_webhook_state(webhook.state);
+        Some(webhook)
+    }
+
+    /// Reads our webhook at Jetpay once per beat: revives it if Jetpay gave up on it, and returns
+    /// the id after our newest event when Jetpay says it delivered more than we have (a lost
+    /// delivery of the newest events leaves no later event to reveal that hole).
+    async fn watch_webhook(&self, gaps: &Gaps) -> Option<i64> {
+        let store = &self.backend.store;
+        let webhook = self.read_webhook_state().await?;
         if webhook.state == WebhookState::Failed {
             let replay_from = gaps.contiguous_through.map(|id| id + 1);
             match jetpay_setup::try_register(

@@ -8,6 +8,7 @@ pub mod jetpay_setup;
 pub mod jobs;
 pub mod live;
 pub mod security;
+pub mod sessions;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -1,9 +1,11 @@
 //! `GET /account/cards/events`: a server-sent event stream of the signed-in customer's card
 //! changes, and nobody else's.
 //!
-//! The stream subscribes to the in-process notifier first, then sends what the database has
-//! after the client's position (`Last-Event-ID`, or `?since=` on first connect), then live
-//! changes. If the subscriber lags behind, it rereads from the database, so nothing is skipped.
+//! The stream subscribes to its customer's changes first (on this instance's notifier, which also
+//! carries what other instances commit), then sends what the log has after the client's position
+//! (`Last-Event-ID`, or `?since=` on first connect), then live changes. If the subscriber lags
+//! behind, or the notifier says changes may have been missed, it rereads the log, so nothing is
+//! skipped.
 //!
 //! A stream lives only as long as its session: it ends within [`SESSION_CHECK`] of a sign-out
 //! (in any tab) or of the session expiring. A customer may hold [`MAX_STREAMS_PER_CUSTOMER`]
@@ -125,7 +127,7 @@ pub async fn stream(
     let shutdown = state.shutdown.clone();
     tokio::spawn(async move {
         let _slot = slot;
-        let mut live = backend.notifier.subscribe();
+        let mut live = backend.notifier.subscribe(&customer);
         let mut session_check = tokio::time::interval(SESSION_CHECK);
         // Catch up from the database, then follow live changes.
         let mut catch_up = true;
@@ -160,8 +162,8 @@ pub async fn stream(
                 }
             }
             tokio::select! {
-                received = live.recv() => match received {
-                    Ok(change) if change.customer_id == customer && change.seq > position => {
+                received = live.changes.recv() => match received {
+                    Ok(change) if change.seq > position => {
                         position = change.seq;
                         if tx.send(to_event(change)).await.is_err() {
                             return;
@@ -171,6 +173,7 @@ pub async fn stream(
                     Err(RecvError::Lagged(_)) => catch_up = true,
                     Err(RecvError::Closed) => return,
                 },
+                _ = live.resync.changed() => catch_up = true,
                 _ = tx.closed() => return,
                 _ = shutdown.cancelled() => {
                     // This instance is stopping: tell the browser to come back soon (to another

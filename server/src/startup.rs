@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, sync::Arc};
 
 use app::{
-    backend::{Backend, Settings, Store},
+    backend::{Backend, Settings},
     shell,
     status::JetpayConnection as JetpayStatus,
     App,
@@ -21,7 +21,6 @@ use leptos_axum::{generate_route_list, LeptosRoutes};
 use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::sync::CancellationToken;
 use tower_sessions::{cookie::SameSite, Expiry, SessionManagerLayer};
-use tower_sessions_sqlx_store::SqliteStore;
 use url::Url;
 
 use crate::{
@@ -105,10 +104,10 @@ impl Application {
             })
             .build();
 
-        let store = Store::connect(&config.database_url)
+        let store = app::backend::store::connect(&config.database_url)
             .await
             .map_err(|source| StartError::Database {
-                url: config.database_url.clone(),
+                url: crate::config::redact_password(&config.database_url),
                 source,
             })?;
         let jetpay = jetpay_setup::connect(&config, &public_url).await?;
@@ -126,8 +125,7 @@ impl Application {
             }
         }
 
-        let session_store = SqliteStore::new(store.pool().clone());
-        session_store.migrate().await?;
+        let session_store = crate::sessions::Sessions::open(store.pool()).await?;
         let sessions = SessionManagerLayer::new(session_store.clone())
             .with_name(if config.production {
                 SESSION_COOKIE_PROD
@@ -151,9 +149,11 @@ impl Application {
             max_wait_seconds: config.webhook_max_wait_seconds,
             max_batch_size: config.webhook_max_batch_size,
         };
+        let (leader, leads) = tokio::sync::watch::channel(false);
         tokio::spawn(jetpay_setup::register_webhook(
             backend.clone(),
             webhook_settings.clone(),
+            leads,
         ));
         let gap_check = Arc::new(Notify::new());
         let shutdown = CancellationToken::new();
@@ -166,6 +166,7 @@ impl Application {
             gap_check: gap_check.clone(),
             sessions: session_store.clone(),
             shutdown: shutdown.clone(),
+            leader,
         }
         .spawn();
         let verifier = jetpay::Verifier::new(jetpay.client.clone());

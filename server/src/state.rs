@@ -7,7 +7,6 @@ use axum::extract::FromRef;
 use leptos::prelude::LeptosOptions;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
-use tower_sessions_sqlx_store::SqliteStore;
 
 use crate::live::StreamSlots;
 
@@ -23,7 +22,7 @@ pub struct AppState {
     /// That registration, cached (reread from the database on a mismatch).
     pub registration: Arc<std::sync::RwLock<Option<app::backend::store::WebhookRegistration>>>,
     /// The session store, which live streams consult to end with their session.
-    pub sessions: SqliteStore,
+    pub sessions: crate::sessions::Sessions,
     pub streams: StreamSlots,
     /// Cancelled when the server starts shutting down: streams end, jobs stop.
     pub shutdown: CancellationToken,

@@ -9,6 +9,7 @@
 
 mod common;
 
+use app::backend::store::EventOutcome;
 use std::{path::Path, time::Duration};
 
 use app::backend::Counters;
@@ -594,7 +595,7 @@ async fn events_with_missing_fields_are_recorded_as_malformed_and_the_batch_stil
                 .event_outcome(id)
                 .await
                 .unwrap()
-                .as_deref(),
+                .map(EventOutcome::as_str),
             Some("malformed"),
             "event {id}"
         );
@@ -606,7 +607,7 @@ async fn events_with_missing_fields_are_recorded_as_malformed_and_the_batch_stil
             .event_outcome(16)
             .await
             .unwrap()
-            .as_deref(),
+            .map(EventOutcome::as_str),
         Some("applied")
     );
     assert_eq!(s.app.count("SELECT COUNT(*) FROM jetpay_events").await, 7);
@@ -679,7 +680,7 @@ async fn a_foreign_event_id_does_not_poison_our_real_event() {
             .event_outcome(1_000_000)
             .await
             .unwrap()
-            .as_deref(),
+            .map(EventOutcome::as_str),
         Some("applied")
     );
 }
@@ -710,7 +711,7 @@ async fn an_event_naming_another_customers_contact_is_refused() {
             .event_outcome(1_000_000)
             .await
             .unwrap()
-            .as_deref(),
+            .map(EventOutcome::as_str),
         Some("refused")
     );
     assert_eq!(

@@ -72,7 +72,7 @@ async fn concurrent_first_adds_create_exactly_one_jetpay_contact() {
     let contact: String =
         sqlx::query_scalar("SELECT jetpay_contact_id FROM customers WHERE email = $1")
             .bind(&dan.email)
-            .fetch_one(app.backend.store.pool())
+            .fetch_one(&app.pool)
             .await
             .unwrap();
     assert!(uuid::Uuid::parse_str(&contact).is_ok(), "{contact}");

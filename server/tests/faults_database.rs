@@ -9,18 +9,11 @@ use std::time::Duration;
 
 use common::{
     faults::{eventually, SandboxAdmin},
-    lock_database, spawn_app, TestApp,
+    spawn_app, TestApp,
 };
 use serde_json::Value;
-use sqlx::{sqlite::SqliteConnectOptions, Connection, SqliteConnection};
 
 /// Another process's connection to the app's SQLite file.
-async fn other_connection(db: &std::path::Path) -> SqliteConnection {
-    SqliteConnection::connect_with(&SqliteConnectOptions::new().filename(db))
-        .await
-        .unwrap()
-}
-
 async fn our_attempts(app: &TestApp, admin: &SandboxAdmin) -> Vec<Value> {
     let hook = admin
         .webhooks()
@@ -46,7 +39,7 @@ async fn nothing_applied(app: &TestApp, card: &str) {
     assert_eq!(app.count("SELECT COUNT(*) FROM jetpay_events").await, 0);
     let changes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM card_changes WHERE card_id = $1")
         .bind(card)
-        .fetch_one(app.backend.store.pool())
+        .fetch_one(&app.pool)
         .await
         .unwrap();
     assert_eq!(changes, 1, "only the 'added' change");
@@ -63,7 +56,7 @@ async fn applied_once(app: &TestApp, admin: &SandboxAdmin, card: &str, refused_w
     );
     let changes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM card_changes WHERE card_id = $1")
         .bind(card)
-        .fetch_one(app.backend.store.pool())
+        .fetch_one(&app.pool)
         .await
         .unwrap();
     assert_eq!(changes, 2, "added, then active: once");
@@ -88,7 +81,7 @@ async fn a_locked_database_gets_503_then_the_retry_applies_once() {
     let (card, form_url) = pending_card(&app).await;
 
     // Another writer holds the database past the store's 5 s busy timeout while Jetpay delivers.
-    let mut locker = lock_database(&app.db_path).await;
+    let locker = app.db.lock().await;
     app.submit_card(&form_url, "4242424242424242").await;
     let refused = eventually(Duration::from_secs(30), "a refused delivery", || async {
         our_attempts(&app, &admin)
@@ -105,7 +98,7 @@ async fn a_locked_database_gets_503_then_the_retry_applies_once() {
     );
     nothing_applied(&app, &card).await;
 
-    sqlx::query("ROLLBACK").execute(&mut locker).await.unwrap();
+    locker.release().await;
     applied_once(&app, &admin, &card, 503).await;
 }
 
@@ -117,9 +110,8 @@ async fn a_failing_database_gets_503_and_nothing_half_applied() {
 
     // The result's card update succeeds, then recording the change fails: the whole batch must
     // roll back (as with a full disk: an error after the first write of the transaction).
-    let mut other = other_connection(&app.db_path).await;
     sqlx::query("ALTER TABLE card_changes RENAME TO card_changes_away")
-        .execute(&mut other)
+        .execute(&app.pool)
         .await
         .unwrap();
     app.submit_card(&form_url, "4242424242424242").await;
@@ -135,7 +127,7 @@ async fn a_failing_database_gets_503_and_nothing_half_applied() {
     assert_eq!(app.count("SELECT COUNT(*) FROM jetpay_events").await, 0);
 
     sqlx::query("ALTER TABLE card_changes_away RENAME TO card_changes")
-        .execute(&mut other)
+        .execute(&app.pool)
         .await
         .unwrap();
     nothing_applied(&app, &card).await;

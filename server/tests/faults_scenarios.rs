@@ -392,7 +392,7 @@ fn steady_traffic(
 /// What the steady-traffic task needs of the app (its pool), without borrowing the lane.
 #[derive(Clone)]
 struct TestAppIds {
-    pool: sqlx::SqlitePool,
+    pool: sqlx::AnyPool,
 }
 
 impl TestAppIds {
@@ -483,7 +483,7 @@ impl Lane {
             app.customer("steady").await,
             steady.clone(),
             TestAppIds {
-                pool: app.backend.store.pool().clone(),
+                pool: app.pool.clone(),
             },
         );
         let mut lane = Lane {
@@ -520,7 +520,7 @@ impl Lane {
     }
 
     async fn card_row(&self, card_id: &str) -> (String, Option<String>, i64) {
-        let pool = self.app.backend.store.pool();
+        let pool = &self.app.pool;
         let (state, last4): (String, Option<String>) =
             sqlx::query_as("SELECT state, last4 FROM cards WHERE id = $1")
                 .bind(card_id)
@@ -548,7 +548,7 @@ impl Lane {
         )
         .bind(lo)
         .bind(hi)
-        .fetch_all(self.app.backend.store.pool())
+        .fetch_all(&self.app.pool)
         .await
         .unwrap();
         rows.into_iter().map(|(id, n, o)| (id, (n, o))).collect()

@@ -54,7 +54,7 @@ async fn a_reconnecting_stream_gets_exactly_what_it_missed_and_only_its_own() {
         "SELECT seq FROM card_changes c JOIN customers u ON u.id = c.customer_id WHERE u.email = $1 ORDER BY seq",
     )
     .bind(&alice.email)
-    .fetch_all(app.backend.store.pool())
+    .fetch_all(&app.pool)
     .await
     .unwrap();
     assert_eq!(seqs.len(), 2);
@@ -105,7 +105,7 @@ async fn catch_up_after_a_long_disconnect_delivers_every_change() {
     let card = alice.add_card().await;
     let customer: String = sqlx::query_scalar("SELECT customer_id FROM cards WHERE id = $1")
         .bind(&card)
-        .fetch_one(app.backend.store.pool())
+        .fetch_one(&app.pool)
         .await
         .unwrap();
     let from: i64 = app.count("SELECT MAX(seq) FROM card_changes").await;
@@ -115,7 +115,7 @@ async fn catch_up_after_a_long_disconnect_delivers_every_change() {
         )
         .bind(&customer)
         .bind(&card)
-        .execute(app.backend.store.pool())
+        .execute(&app.pool)
         .await
         .unwrap();
     }

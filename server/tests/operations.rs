@@ -15,7 +15,7 @@ use common::{
     faults::{
         eventually, fast_sandbox_config, signed_up, start_sandbox, submit_form, SANDBOX_TOKEN,
     },
-    lock_database, spawn_app, spawn_app_unregistered, spawn_app_with,
+    spawn_app, spawn_app_unregistered, spawn_app_with,
 };
 use jetpay_sandbox::Storage;
 use serde_json::Value;
@@ -183,18 +183,29 @@ async fn every_response_has_a_request_id_and_only_a_trusted_proxys_is_kept() {
 #[tokio::test]
 async fn expired_sessions_are_deleted_in_the_background() {
     let app = spawn_app().await;
-    let pool = app.backend.store.pool();
-    sqlx::query("INSERT INTO tower_sessions (id, data, expiry_date) VALUES ('stale', x'00', 1)")
-        .execute(pool)
-        .await
-        .unwrap();
+    let pool = &app.pool;
+    // The session stores' own tables: PostgreSQL's has a schema and a timestamp.
+    let (table, stale_row) = if app.db.is_postgres() {
+        (
+            "tower_sessions.session",
+            "('stale', '\\x00', to_timestamp(1))",
+        )
+    } else {
+        ("tower_sessions", "('stale', x'00', 1)")
+    };
+    sqlx::query(&format!(
+        "INSERT INTO {table} (id, data, expiry_date) VALUES {stale_row}"
+    ))
+    .execute(pool)
+    .await
+    .unwrap();
     let _alive = app.customer("alive").await;
     eventually(
         Duration::from_secs(10),
         "the expired session deleted",
         || async {
             let stale: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM tower_sessions WHERE id = 'stale'")
+                sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table} WHERE id = 'stale'"))
                     .fetch_one(pool)
                     .await
                     .unwrap();
@@ -202,7 +213,7 @@ async fn expired_sessions_are_deleted_in_the_background() {
         },
     )
     .await;
-    let live: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tower_sessions")
+    let live: i64 = sqlx::query_scalar(&format!("SELECT COUNT(*) FROM {table}"))
         .fetch_one(pool)
         .await
         .unwrap();
@@ -408,7 +419,10 @@ async fn sigterm_during_a_delivery_loses_nothing() {
         .unwrap();
     let form = page["cards"][0]["form_url"].as_str().unwrap().to_owned();
 
-    let mut lock = lock_database(&dir.path().join("app.db")).await;
+    let db = common::db::TestDatabase::Sqlite {
+        url: format!("sqlite://{}/app.db", dir.path().display()),
+    };
+    let lock = db.lock().await;
     assert_eq!(
         submit_form(&reqwest::Client::new(), &form, "4242424242424242").await,
         200
@@ -417,8 +431,7 @@ async fn sigterm_during_a_delivery_loses_nothing() {
     tokio::time::sleep(Duration::from_millis(800)).await;
     sigterm(&child);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
-    lock.close().await.unwrap();
+    lock.release().await;
     let exit = wait_exit(&mut child, Duration::from_secs(30)).await;
     assert!(exit.success(), "{exit:?}");
     assert_eq!(db_state(dir.path(), &card).await, "active");

@@ -7,9 +7,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use app::backend::Counters;
-use common::{lock_database, spawn_app_with};
+use common::spawn_app_with;
 use jetpay::wire::WebhookState;
-use sqlx::Connection;
 
 const SUCCESS: &str = "4242424242424242";
 
@@ -28,7 +27,7 @@ async fn a_webhook_jetpay_marked_failed_is_revived_while_running() {
     let during = customer.add_card().await;
     let form = customer.form_url(&during).await;
 
-    let mut lock = lock_database(&app.db_path).await;
+    let lock = app.db.lock().await;
     app.submit_card(&form, SUCCESS).await;
     let started = Instant::now();
     while app.webhook_state().await != WebhookState::Failed {
@@ -39,8 +38,7 @@ async fn a_webhook_jetpay_marked_failed_is_revived_while_running() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     eprintln!("webhook failed after {:?} of outage", started.elapsed());
-    sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
-    lock.close().await.unwrap();
+    lock.release().await;
 
     app.wait_for_state_within(&during, "active", Duration::from_secs(30))
         .await;

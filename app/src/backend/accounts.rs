@@ -129,7 +129,7 @@ impl Backend {
         password: String,
         ip: Option<ClientIp>,
     ) -> Result<String, AppError> {
-        self.ip_limits.check(Action::SignUp, ip)?;
+        self.check_ip_limit(Action::SignUp, ip).await?;
         let name = Name::parse(name)?;
         let email = Email::parse(email)?;
         let password = Password::parse(password)?;
@@ -168,9 +168,9 @@ impl Backend {
         password: &str,
         ip: Option<ClientIp>,
     ) -> Result<String, AppError> {
-        self.ip_limits.check(Action::SignIn, ip)?;
+        self.check_ip_limit(Action::SignIn, ip).await?;
         let email = Email::parse(email).map_err(|_| AppError::WrongCredentials)?;
-        self.sign_in_limiter.attempt(email.as_str(), ip)?;
+        self.sign_in_attempt(email.as_str(), ip).await?;
         let customer = self.store.customer_by_email(email.as_str()).await?;
         let (id, hash) = match customer {
             Some(c) => (Some(c.id), c.password_hash),
@@ -185,7 +185,7 @@ impl Backend {
             .await?;
         match id {
             Some(id) if matches => {
-                self.sign_in_limiter.succeeded(email.as_str(), ip);
+                self.sign_in_succeeded(email.as_str(), ip).await;
                 Ok(id)
             }
             _ => Err(AppError::WrongCredentials),

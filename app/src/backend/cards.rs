@@ -41,10 +41,22 @@ impl Backend {
         replaces: Option<&str>,
         ip: Option<ClientIp>,
     ) -> Result<AddedCard, AppError> {
-        self.ip_limits.check(Action::AddCard, ip)?;
-        let lock = self.customer_lock(customer_id);
-        let _guard = lock.lock().await;
+        self.check_ip_limit(Action::AddCard, ip).await?;
+        // Held across the Jetpay calls, on whichever instance: concurrent Add card requests
+        // create exactly one Jetpay contact and cannot overshoot the caps.
+        let lock = self.store.lock_customer(customer_id).await?;
+        let added = self.add_card_locked(customer_id, replaces).await;
+        lock.release().await;
+        let added = added?;
+        tracing::info!(customer = %customer_id, card = %added.card_id, "pending card added");
+        Ok(added)
+    }
 
+    async fn add_card_locked(
+        &self,
+        customer_id: &str,
+        replaces: Option<&str>,
+    ) -> Result<AddedCard, AppError> {
         if self.store.count_pending(customer_id).await? >= self.settings.pending_cap {
             return Err(AppError::TooManyPending(self.settings.pending_cap));
         }
@@ -76,7 +88,6 @@ impl Backend {
             )
             .await?;
         self.notifier.publish(changes);
-        tracing::info!(customer = %customer_id, card = %card_id, "pending card added");
         Ok(AddedCard {
             card_id,
             form_url: tokenization.url,

@@ -5,18 +5,13 @@
 //! passwords for their email (six tries used to do it for 15 minutes). Failures are counted per
 //! (email, client IP), so an attacker locks only their own address out; the per-IP limits bound
 //! how fast any one address can guess across accounts or pile up tokenization URLs.
+//!
+//! Both are counted in the database ([`super::store::Limits`]), so that several instances behind a
+//! load balancer share them: a guesser gains nothing by landing on another instance.
 
-use std::{
-    collections::HashMap,
-    net::IpAddr,
-    num::NonZeroU32,
-    sync::Mutex,
-    time::{Duration, Instant},
-};
+use std::time::Duration;
 
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-
-use super::AppError;
+use super::{now_ms, AppError, Backend};
 use crate::session::ClientIp;
 
 /// What is limited per client IP.
@@ -27,140 +22,79 @@ pub enum Action {
     AddCard,
 }
 
-/// One GCRA limiter per action, keyed by client IP.
-pub struct IpLimits {
-    sign_up: DefaultKeyedRateLimiter<IpAddr>,
-    sign_in: DefaultKeyedRateLimiter<IpAddr>,
-    add_card: DefaultKeyedRateLimiter<IpAddr>,
+impl Action {
+    fn key(self, ip: ClientIp) -> String {
+        let action = match self {
+            Action::SignUp => "sign_up",
+            Action::SignIn => "sign_in",
+            Action::AddCard => "add_card",
+        };
+        format!("ip:{action}:{}", ip.0)
+    }
 }
 
-impl IpLimits {
-    /// `per_minute` requests of each action per IP, as a burst that refills evenly.
-    pub fn new(per_minute: u32) -> Self {
-        let per_minute = NonZeroU32::new(per_minute.max(1)).expect("at least one");
-        let limiter = || RateLimiter::keyed(Quota::per_minute(per_minute));
-        Self {
-            sign_up: limiter(),
-            sign_in: limiter(),
-            add_card: limiter(),
-        }
-    }
-
-    /// Takes one request of `action` for `ip`. Without an address (a call from inside the
-    /// server, e.g. seeding) nothing is limited.
-    pub fn check(&self, action: Action, ip: Option<ClientIp>) -> Result<(), AppError> {
-        let Some(ClientIp(ip)) = ip else {
-            return Ok(());
-        };
-        let limiter = match action {
-            Action::SignUp => &self.sign_up,
-            Action::SignIn => &self.sign_in,
-            Action::AddCard => &self.add_card,
-        };
-        limiter.check_key(&ip).map_err(|_| {
-            tracing::warn!(%ip, ?action, "per-IP rate limit reached");
-            AppError::RateLimited
-        })
-    }
-
-    /// Forgets addresses whose budget is full again, so memory stays bounded.
-    pub fn forget_idle(&self) {
-        self.sign_up.retain_recent();
-        self.sign_in.retain_recent();
-        self.add_card.retain_recent();
-    }
-}
+/// The window per-IP limits count in.
+const IP_WINDOW: Duration = Duration::from_secs(60);
 
 /// Who is guessing at which account.
-type Guesser = (String, Option<IpAddr>);
-
-/// Counts failed sign-ins per (email, client IP) within a window. Check and count happen under
-/// one lock, so guesses sent concurrently cannot all pass the check while the first ones are
-/// still verifying their password.
-pub struct SignInLimiter {
-    limit: u32,
-    window: Duration,
-    /// Failures and when the window started, per guesser.
-    failures: Mutex<HashMap<Guesser, (u32, Instant)>>,
+fn guesser_key(email: &str, ip: Option<ClientIp>) -> String {
+    match ip {
+        Some(ip) => format!("sign_in_failures:{}:{email}", ip.0),
+        None => format!("sign_in_failures:-:{email}"),
+    }
 }
 
-impl SignInLimiter {
-    pub fn new(limit: u32, window: Duration) -> Self {
-        Self {
-            limit,
-            window,
-            failures: Mutex::new(HashMap::new()),
+impl Backend {
+    /// Takes one request of `action` for `ip`. Without an address (a call from inside the
+    /// server, e.g. seeding) nothing is limited.
+    pub(super) async fn check_ip_limit(
+        &self,
+        action: Action,
+        ip: Option<ClientIp>,
+    ) -> Result<(), AppError> {
+        let Some(ip) = ip else {
+            return Ok(());
+        };
+        let window = IP_WINDOW.as_millis() as i64;
+        let hits = self.store.hit(&action.key(ip), window, now_ms()).await?;
+        if hits > i64::from(self.settings.ip_requests_per_minute) {
+            tracing::warn!(ip = %ip.0, ?action, "per-IP rate limit reached");
+            return Err(AppError::RateLimited);
         }
-    }
-
-    /// Takes one attempt for `email` from `ip`, counted as a failure until
-    /// [`Self::succeeded`] says otherwise.
-    pub fn attempt(&self, email: &str, ip: Option<ClientIp>) -> Result<(), AppError> {
-        let mut failures = self.failures.lock().expect("limiter poisoned");
-        // Bound the memory a flood of made-up addresses can take.
-        if failures.len() >= 100_000 {
-            failures.retain(|_, (_, since)| since.elapsed() < self.window);
-        }
-        let entry = failures
-            .entry((email.to_owned(), ip.map(|ip| ip.0)))
-            .or_insert((0, Instant::now()));
-        if entry.1.elapsed() >= self.window {
-            *entry = (0, Instant::now());
-        }
-        if entry.0 >= self.limit {
-            return Err(AppError::SignInRateLimited);
-        }
-        entry.0 += 1;
         Ok(())
     }
 
-    pub fn succeeded(&self, email: &str, ip: Option<ClientIp>) {
-        self.failures
-            .lock()
-            .expect("limiter poisoned")
-            .remove(&(email.to_owned(), ip.map(|ip| ip.0)));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ip(last: u8) -> Option<ClientIp> {
-        Some(ClientIp(IpAddr::from([192, 0, 2, last])))
-    }
-
-    #[test]
-    fn sign_in_failures_lock_only_the_guessing_address() {
-        let l = SignInLimiter::new(2, Duration::from_secs(60));
-        assert!(l.attempt("a", ip(1)).is_ok());
-        assert!(l.attempt("a", ip(1)).is_ok());
-        assert!(matches!(
-            l.attempt("a", ip(1)),
-            Err(AppError::SignInRateLimited)
-        ));
-        // The owner, elsewhere, is not locked out; nor is another account from the attacker.
-        assert!(l.attempt("a", ip(2)).is_ok());
-        assert!(l.attempt("b", ip(1)).is_ok());
-        l.succeeded("a", ip(1));
-        assert!(l.attempt("a", ip(1)).is_ok());
-    }
-
-    #[test]
-    fn ip_limits_are_per_address_and_per_action() {
-        let limits = IpLimits::new(3);
-        for _ in 0..3 {
-            limits.check(Action::SignUp, ip(1)).unwrap();
+    /// Takes one sign-in attempt for `email` from `ip`, counted as a failure until
+    /// [`Self::sign_in_succeeded`] says otherwise. Counting and checking are one statement, so
+    /// guesses sent concurrently (to any instance) cannot all pass the check.
+    pub(super) async fn sign_in_attempt(
+        &self,
+        email: &str,
+        ip: Option<ClientIp>,
+    ) -> Result<(), AppError> {
+        let window = self.settings.sign_in_window.as_millis() as i64;
+        let attempts = self
+            .store
+            .hit(&guesser_key(email, ip), window, now_ms())
+            .await?;
+        if attempts > i64::from(self.settings.sign_in_attempts) {
+            return Err(AppError::SignInRateLimited);
         }
-        assert!(matches!(
-            limits.check(Action::SignUp, ip(1)),
-            Err(AppError::RateLimited)
-        ));
-        limits.check(Action::SignUp, ip(2)).unwrap();
-        limits.check(Action::SignIn, ip(1)).unwrap();
-        // Calls from inside the server carry no address and are never limited.
-        for _ in 0..10 {
-            limits.check(Action::SignUp, None).unwrap();
+        Ok(())
+    }
+
+    pub(super) async fn sign_in_succeeded(&self, email: &str, ip: Option<ClientIp>) {
+        if let Err(e) = self.store.clear_hits(&guesser_key(email, ip)).await {
+            tracing::warn!(error = %e, "could not clear failed sign-ins");
+        }
+    }
+
+    /// Forgets counters whose windows are over (the background beat calls it).
+    pub async fn forget_idle_limits(&self) {
+        let longest = self.settings.sign_in_window.max(IP_WINDOW);
+        let before = now_ms() - longest.as_millis() as i64;
+        if let Err(e) = self.store.forget_hits_before(before).await {
+            tracing::warn!(error = %e, "could not forget old rate-limit counters");
         }
     }
 }

@@ -11,12 +11,12 @@ pub mod limits;
 pub mod notify;
 pub mod store;
 
-use std::{collections::HashMap, sync::Arc, time::Duration};
+use std::{sync::Arc, time::Duration};
 
 pub use counters::Counters;
 pub use error::AppError;
 pub use notify::Notifier;
-pub use store::Store;
+pub use store::{Store, StoreError};
 
 /// Milliseconds since the Unix epoch: how every timestamp is stored.
 pub fn now_ms() -> i64 {
@@ -67,11 +67,6 @@ pub struct Backend {
     pub notifier: Notifier,
     pub settings: Settings,
     pub counters: Counters,
-    /// One lock per customer around "ensure contact, check the cap, add a card", so concurrent
-    /// requests create exactly one Jetpay contact and cannot overshoot the pending cap.
-    customer_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
-    sign_in_limiter: limits::SignInLimiter,
-    ip_limits: limits::IpLimits,
     /// Bounds concurrent argon2 work (each hash holds ~19 MiB) to one fewer than the cores.
     hashing: tokio::sync::Semaphore,
     /// Our webhook's state as Jetpay last reported it (the background beat reads it).
@@ -79,17 +74,18 @@ pub struct Backend {
 }
 
 impl Backend {
+    /// Builds the backend and, when the store has other instances to hear from (PostgreSQL),
+    /// starts following their changes.
     pub fn new(store: Store, jetpay: jetpay::Client, settings: Settings) -> Arc<Self> {
+        let notifier = Notifier::new();
+        if let Some(feed) = store.change_feed() {
+            tokio::spawn(notifier.clone().follow(store.clone(), feed));
+        }
         Arc::new(Self {
             store,
             jetpay,
-            notifier: Notifier::new(),
+            notifier,
             counters: Counters::default(),
-            sign_in_limiter: limits::SignInLimiter::new(
-                settings.sign_in_attempts,
-                settings.sign_in_window,
-            ),
-            ip_limits: limits::IpLimits::new(settings.ip_requests_per_minute),
             webhook_state: Default::default(),
             // One core fewer than there are, so webhooks and pages always have one.
             hashing: tokio::sync::Semaphore::new(
@@ -99,7 +95,6 @@ impl Backend {
                     .max(1),
             ),
             settings,
-            customer_locks: Default::default(),
         })
     }
 
@@ -131,15 +126,5 @@ impl Backend {
             .webhook_state
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Housekeeping for the in-memory limiters; the background beat calls it.
-    pub fn forget_idle_limits(&self) {
-        self.ip_limits.forget_idle();
-    }
-
-    fn customer_lock(&self, customer_id: &str) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = self.customer_locks.lock().expect("lock map poisoned");
-        locks.entry(customer_id.to_owned()).or_default().clone()
     }
 }

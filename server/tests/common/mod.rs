@@ -1,7 +1,9 @@
 //! `spawn_app`: the real server on port 0, the embedded sandbox in memory on port 0, and a
-//! temporary SQLite database, plus a customer-shaped HTTP client.
+//! database of its own (SQLite, or PostgreSQL when `TEST_POSTGRES_URL` is set: see [`db`]), plus
+//! a customer-shaped HTTP client.
 #![allow(dead_code)]
 
+pub mod db;
 pub mod faults;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
@@ -20,8 +22,10 @@ pub struct TestApp {
     pub public: Url,
     pub sandbox: Url,
     pub backend: Arc<Backend>,
-    /// The SQLite file behind the server, for tests that lock it like another process would.
-    pub db_path: std::path::PathBuf,
+    /// The database behind the server, for tests that lock it like another process would.
+    pub db: db::TestDatabase,
+    /// The test's own connections to it, for looking at what the server stored.
+    pub pool: sqlx::AnyPool,
     _dir: tempfile::TempDir,
 }
 
@@ -66,7 +70,7 @@ pub async fn spawn_app_with(extra: &[(&str, &str)]) -> TestApp {
 /// against a broken Jetpay).
 pub async fn spawn_app_unregistered(extra: &[(&str, &str)]) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let db = format!("sqlite://{}/test.db", dir.path().display());
+    let db = db::TestDatabase::create(dir.path()).await;
     let mut vars: HashMap<String, String> = [
         ("LEPTOS_SITE_ADDR", "127.0.0.1:0"),
         ("JETPAY_SANDBOX_ADDR", "127.0.0.1:0"),
@@ -77,7 +81,7 @@ pub async fn spawn_app_unregistered(extra: &[(&str, &str)]) -> TestApp {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
-    vars.insert("DATABASE_URL".into(), db);
+    vars.insert("DATABASE_URL".into(), db.url());
     for (k, v) in extra {
         vars.insert((*k).to_owned(), (*v).to_owned());
     }
@@ -93,7 +97,8 @@ pub async fn spawn_app_unregistered(extra: &[(&str, &str)]) -> TestApp {
         public,
         sandbox,
         backend,
-        db_path: dir.path().join("test.db"),
+        pool: db.pool().await,
+        db,
         _dir: dir,
     }
 }
@@ -161,7 +166,7 @@ impl TestApp {
     pub async fn card_state(&self, card_id: &str) -> String {
         sqlx::query_scalar("SELECT state FROM cards WHERE id = $1")
             .bind(card_id)
-            .fetch_one(self.backend.store.pool())
+            .fetch_one(&self.pool)
             .await
             .unwrap()
     }
@@ -169,16 +174,13 @@ impl TestApp {
     pub async fn jetpay_card_id(&self, card_id: &str) -> String {
         sqlx::query_scalar("SELECT jetpay_card_id FROM cards WHERE id = $1")
             .bind(card_id)
-            .fetch_one(self.backend.store.pool())
+            .fetch_one(&self.pool)
             .await
             .unwrap()
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sql)
-            .fetch_one(self.backend.store.pool())
-            .await
-            .unwrap()
+        sqlx::query_scalar(sql).fetch_one(&self.pool).await.unwrap()
     }
 
     pub async fn wait_for_state(&self, card_id: &str, state: &str) {
@@ -218,7 +220,7 @@ impl TestApp {
              WHERE c.jetpay_card_id = $1",
         )
         .bind(jetpay_card_id)
-        .fetch_one(self.backend.store.pool())
+        .fetch_one(&self.pool)
         .await
         .unwrap()
     }
@@ -270,23 +272,6 @@ impl TestApp {
             response.status()
         );
     }
-}
-
-/// Takes SQLite's write lock on `db` from another connection, as another process would (a backup,
-/// a stuck migration). `ROLLBACK` and close it to release.
-pub async fn lock_database(db: &std::path::Path) -> sqlx::SqliteConnection {
-    use sqlx::{ConnectOptions, Connection as _};
-    let mut lock = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(db)
-        .connect()
-        .await
-        .unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut lock)
-        .await
-        .unwrap();
-    let _ = lock.ping().await;
-    lock
 }
 
 pub struct Customer {

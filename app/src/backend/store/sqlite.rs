@@ -1,0 +1,130 @@
+//! The SQLite backend: one process, one file. Coordination is in-process: a lock per customer,
+//! this instance always leads, and live changes travel in memory.
+
+use std::{collections::HashMap, str::FromStr, sync::Arc, time::Duration};
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+
+use super::{
+    Change, Coordination, CustomerLock, Database, DbPool, FeedEvent, Leadership, LockInner, Result,
+    StoreError,
+};
+
+#[path = "portable.rs"]
+mod portable;
+
+type Db = sqlx::Sqlite;
+type Handle = SqliteDatabase;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+pub struct SqliteDatabase {
+    pool: sqlx::SqlitePool,
+    /// One lock per customer around "ensure contact, check the caps, add a card".
+    customer_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// SQLite reports a held write lock as "database is locked" (or "busy"), in its message only.
+fn classify(e: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(db) = &e {
+        let msg = db.message();
+        if msg.contains("locked") || msg.contains("busy") {
+            return StoreError::Busy(e);
+        }
+    }
+    if matches!(e, sqlx::Error::PoolTimedOut) {
+        return StoreError::Busy(e);
+    }
+    StoreError::Database(e)
+}
+
+impl SqliteDatabase {
+    /// Opens (creating if needed) the database and brings its schema up to date.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        if let Some(dir) = options.get_filename().parent() {
+            if !dir.as_os_str().is_empty() {
+                let _ = std::fs::create_dir_all(dir);
+            }
+        }
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(Self {
+            pool,
+            customer_locks: Default::default(),
+        })
+    }
+
+    /// Starts a transaction that will write. SQLite's default (deferred) transaction that reads
+    /// first cannot wait for another writer when it then writes: it fails at once with "database
+    /// is locked", and the busy timeout never applies. `BEGIN IMMEDIATE` takes the write lock up
+    /// front, waiting up to the busy timeout, so concurrent writers queue instead of failing.
+    async fn begin_write(&self) -> Result<portable::Tx<'static>> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(classify)
+    }
+
+    /// Nothing to tell: there are no other instances.
+    async fn announce(&self, _tx: &mut portable::Tx<'_>, _changes: &[Change]) -> Result<()> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Coordination for SqliteDatabase {
+    async fn lock_customer(&self, customer_id: &str) -> Result<CustomerLock> {
+        let lock = {
+            let mut locks = self.customer_locks.lock().expect("lock map poisoned");
+            // Forget locks nobody holds, so the map stays as small as the customers adding now.
+            locks.retain(|_, l| Arc::strong_count(l) > 1);
+            locks.entry(customer_id.to_owned()).or_default().clone()
+        };
+        Ok(CustomerLock(LockInner::Local(lock.lock_owned().await)))
+    }
+
+    async fn try_lead(&self) -> Result<Option<Leadership>> {
+        Ok(Some(Leadership(None)))
+    }
+
+    fn change_feed(&self) -> Option<tokio::sync::mpsc::Receiver<FeedEvent>> {
+        None
+    }
+}
+
+#[async_trait]
+impl Database for SqliteDatabase {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn pool(&self) -> DbPool {
+        DbPool::Sqlite(self.pool.clone())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn schema_is_current(&self) -> Result<bool> {
+        self.migrations_applied(&MIGRATOR).await
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
