@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # One entry point for developers and CI:
 #   ./dev.sh run    build and serve the app with the embedded Jetpay sandbox (cargo leptos watch)
-#   ./dev.sh test   format and lint checks, every Rust test, then the Playwright suite in Chromium
+#   ./dev.sh test   format and lint checks, every Rust test (on SQLite, then the server's again on
+#                   PostgreSQL with the two-instance tests), then the Playwright suite in Chromium
+#                   (one instance on SQLite, then two on PostgreSQL behind a round-robin proxy)
+# PostgreSQL is TEST_POSTGRES_URL (default postgres://postgres@127.0.0.1:5432, trust auth); each
+# run creates its databases and drops them. Without PostgreSQL, NO_POSTGRES=1 leaves those parts out.
 # Both first install, only when missing, the tools they need. The first run on a new machine takes
 # about 15 minutes (cargo-leptos compiles from source); later runs install nothing.
 set -euo pipefail
@@ -72,12 +76,36 @@ cmd_test() {
   cargo clippy -p frontend --target wasm32-unknown-unknown -- -D warnings
   say "cargo clippy (production server: no embedded sandbox)"
   cargo clippy -p server --no-default-features -- -D warnings
-  say "Rust tests"
-  cargo test --workspace --exclude frontend
+  say "Rust tests (SQLite)"
+  cargo test --workspace --exclude frontend -- --skip two_instances_
+  if with_postgres; then
+    say "Server tests again on PostgreSQL ($TEST_POSTGRES_URL), two-instance tests included"
+    TEST_POSTGRES_URL="$TEST_POSTGRES_URL" cargo test -p server --tests
+  fi
   say "Building the site for the end-to-end tests"
   cargo leptos build --bin-features sandbox
-  say "Playwright end-to-end tests in Chromium"
+  say "Playwright end-to-end tests in Chromium (one instance, SQLite)"
   (cd end2end && npx playwright test)
+  if with_postgres; then
+    local db="saved_cards_e2e_$$"
+    say "Playwright again: two instances on PostgreSQL behind a round-robin proxy"
+    psql "$TEST_POSTGRES_URL/postgres" -qc "CREATE DATABASE $db"
+    trap 'psql "$TEST_POSTGRES_URL/postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"' EXIT
+    (cd end2end && E2E_INSTANCES=2 E2E_DATABASE_URL="$TEST_POSTGRES_URL/$db" npx playwright test)
+  fi
+}
+
+# Whether the PostgreSQL parts run: they do unless NO_POSTGRES=1, and then PostgreSQL must answer.
+with_postgres() {
+  if [ -n "${NO_POSTGRES:-}" ]; then
+    say "NO_POSTGRES is set: skipping the PostgreSQL and two-instance tests"
+    return 1
+  fi
+  TEST_POSTGRES_URL="${TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}"
+  if ! psql "$TEST_POSTGRES_URL/postgres" -qAtc 'SELECT 1' >/dev/null; then
+    echo "PostgreSQL does not answer at $TEST_POSTGRES_URL: start it, set TEST_POSTGRES_URL, or set NO_POSTGRES=1" >&2
+    exit 1
+  fi
 }
 
 case "${1:-}" in

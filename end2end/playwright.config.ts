@@ -30,24 +30,72 @@ export default defineConfig({
       ],
     },
   },
-  webServer: {
-    // A fresh database and an in-memory sandbox for every run.
+  webServer: process.env.E2E_INSTANCES === '2' ? twoInstances() : oneInstance(),
+});
+
+const site = {
+  LEPTOS_SITE_ROOT: 'target/site',
+  LEPTOS_OUTPUT_NAME: 'saved-cards',
+  LEPTOS_SITE_PKG_DIR: 'pkg',
+  RUST_LOG: 'warn',
+};
+
+/** One server on SQLite with its embedded sandbox: a fresh database for every run. */
+function oneInstance() {
+  return {
     command: 'rm -rf target/e2e && mkdir -p target/e2e && exec ./target/debug/server',
     cwd: '..',
     url: `${BASE_URL}/`,
     reuseExistingServer: false,
     timeout: 60_000,
-    stdout: 'pipe',
-    stderr: 'pipe',
+    stdout: 'pipe' as const,
+    stderr: 'pipe' as const,
     env: {
+      ...site,
       LEPTOS_SITE_ADDR: `127.0.0.1:${PORT}`,
-      LEPTOS_SITE_ROOT: 'target/site',
-      LEPTOS_OUTPUT_NAME: 'saved-cards',
-      LEPTOS_SITE_PKG_DIR: 'pkg',
-      RUST_LOG: 'warn',
       DATABASE_URL: 'sqlite://target/e2e/saved-cards.db',
       JETPAY_SANDBOX_ADDR: `127.0.0.1:${PORT + 2}`,
       JETPAY_SANDBOX_DB: 'memory',
     },
-  },
-});
+  };
+}
+
+/**
+ * Two instances on one PostgreSQL database (`E2E_DATABASE_URL`, created empty by `./dev.sh
+ * test`) behind a round-robin proxy on the test port: each browser connection lands on either
+ * instance, and Jetpay's deliveries too. Instance A embeds the sandbox; B uses it as its Jetpay.
+ */
+function twoInstances() {
+  const database = process.env.E2E_DATABASE_URL;
+  if (!database) throw new Error('E2E_INSTANCES=2 needs E2E_DATABASE_URL (a PostgreSQL database)');
+  const [a, b] = [PORT + 10, PORT + 11];
+  const instance = (port: number, jetpay: Record<string, string>) => ({
+    command: 'exec ./target/debug/server',
+    cwd: '..',
+    url: `http://127.0.0.1:${port}/health`,
+    reuseExistingServer: false,
+    timeout: 60_000,
+    stdout: 'pipe' as const,
+    stderr: 'pipe' as const,
+    env: {
+      ...site,
+      ...jetpay,
+      LEPTOS_SITE_ADDR: `127.0.0.1:${port}`,
+      PUBLIC_URL: BASE_URL,
+      DATABASE_URL: database,
+    },
+  });
+  return [
+    instance(a, { JETPAY_SANDBOX_ADDR: `127.0.0.1:${PORT + 2}`, JETPAY_SANDBOX_DB: 'memory' }),
+    instance(b, {
+      JETPAY_BASE_URL: `http://127.0.0.1:${PORT + 2}`,
+      JETPAY_API_TOKEN: 'sandbox-token',
+    }),
+    {
+      command: `exec node round-robin-proxy.mjs ${PORT} ${a} ${b}`,
+      url: `${BASE_URL}/health`,
+      reuseExistingServer: false,
+      timeout: 10_000,
+    },
+  ];
+}

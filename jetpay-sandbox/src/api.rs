@@ -13,6 +13,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::Utc;
 use rand::RngCore;
+use serde_json::{json, Value};
 use uuid::Uuid;
 
 use jetpay::wire::{Contact, NewContact, TokenizationUrl};
@@ -50,6 +51,7 @@ pub fn router(state: AppState) -> Router {
             get(faults::get).post(faults::set).delete(faults::clear),
         )
         .route("/_sandbox/events", get(events::list))
+        .route("/_sandbox/contacts", get(list_contacts))
         .route("/_sandbox/attempts", get(controls::attempts))
         .route("/_sandbox/cards/pending", get(trigger::list_pending))
         .route(
@@ -183,6 +185,20 @@ async fn create_contact(
     .await?;
     tracing::info!(contact_id = %contact.id, "contact created");
     Ok(Json(contact))
+}
+
+/// `GET /_sandbox/contacts`: every contact, oldest first (id and email), so a test can count
+/// what a platform created at Jetpay rather than what it stored itself.
+async fn list_contacts(State(state): State<AppState>) -> Result<Json<Vec<Value>>, ApiError> {
+    let rows: Vec<(String, String)> =
+        sqlx::query_as("SELECT id, email FROM contacts ORDER BY created_at, id")
+            .fetch_all(&state.pool)
+            .await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|(id, email)| json!({"id": id, "email": email}))
+            .collect(),
+    ))
 }
 
 /// A session id: 192 random bits, URL-safe.

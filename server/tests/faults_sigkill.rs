@@ -3,24 +3,23 @@
 //! every event id is recorded exactly once, and no card changed twice.
 //!
 //! Jetpay is a sandbox in this test process with file storage, so its event log, cursors and
-//! retries carry on across the server's deaths.
+//! retries carry on across the server's deaths. The database is SQLite, or PostgreSQL when the
+//! suite runs on it (`TEST_POSTGRES_URL`).
 
 mod common;
 
-use std::{
-    collections::HashMap,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    time::Duration,
-};
+use std::{collections::HashMap, time::Duration};
 
-use common::faults::{
-    eventually, fast_sandbox_config, signed_up, start_sandbox, submit_form, SandboxAdmin,
-    SANDBOX_TOKEN,
+use common::{
+    db::TestDatabase,
+    faults::{
+        eventually, fast_sandbox_config, signed_up, start_sandbox, submit_form, SandboxAdmin,
+    },
+    process::{add_card, ServerProcess},
 };
 use jetpay_sandbox::Storage;
-use serde_json::{json, Value};
-use sqlx::{sqlite::SqliteConnectOptions, SqlitePool};
+use serde_json::json;
+use sqlx::AnyPool;
 
 const CUSTOMERS: usize = 12;
 const CARDS_EACH: usize = 3;
@@ -31,126 +30,7 @@ const NUMBERS: [&str; 4] = [
     "4000000000000127",
 ];
 
-struct Server {
-    env: Vec<(String, String)>,
-    log: PathBuf,
-    child: Option<Child>,
-    base: String,
-}
-
-impl Server {
-    fn new(dir: &Path, jetpay: &str) -> Server {
-        // A free port, kept across restarts so the webhook's callback URL stays the same.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let base = format!("http://127.0.0.1:{port}");
-        let env = [
-            ("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}")),
-            ("PUBLIC_URL", base.clone()),
-            (
-                "DATABASE_URL",
-                format!("sqlite://{}", dir.join("app.db").display()),
-            ),
-            ("JETPAY_BASE_URL", jetpay.to_owned()),
-            ("JETPAY_API_TOKEN", SANDBOX_TOKEN.to_owned()),
-            ("WEBHOOK_MAX_WAIT_SECONDS", "0".to_owned()),
-            ("WEBHOOK_MAX_BATCH_SIZE", "2".to_owned()),
-            ("GAP_GRACE_SECS", "1".to_owned()),
-            ("SWEEP_INTERVAL_SECS", "1".to_owned()),
-            // One address adds every card of the flood.
-            ("IP_RATE_LIMIT_PER_MINUTE", "10000".to_owned()),
-            ("CARDS_ADDED_PER_HOUR", "10000".to_owned()),
-            ("RUST_LOG", "warn".to_owned()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v))
-        .collect();
-        Server {
-            env,
-            log: dir.join("server.log"),
-            child: None,
-            base,
-        }
-    }
-
-    async fn start(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_server"))
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("server binary starts");
-        self.child = Some(child);
-        let health = format!("{}/health", self.base);
-        let http = reqwest::Client::new();
-        eventually(
-            Duration::from_secs(60),
-            "the server answers /health",
-            || {
-                let request = http.get(&health).send();
-                async move { request.await.ok().filter(|r| r.status().is_success()) }
-            },
-        )
-        .await;
-    }
-
-    /// SIGKILL: no shutdown code runs.
-    fn kill(&mut self) {
-        let mut child = self.child.take().expect("server running");
-        child.kill().expect("SIGKILL");
-        child.wait().unwrap();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-async fn add_card(base: &str, http: &reqwest::Client) -> (String, String) {
-    let response = http
-        .post(format!("{base}/api/add_card"))
-        .form(&[("replaces", "")])
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let body = response.text().await.unwrap();
-    assert!(status.is_success(), "add_card: {status} {body}");
-    let card: String = serde_json::from_str(&body).unwrap();
-    let response = http
-        .post(format!("{base}/api/list_cards"))
-        .form(&[("x", "")])
-        .send()
-        .await
-        .unwrap();
-    let page: Value = response.json().await.unwrap();
-    let url = page["cards"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["id"] == card.as_str())
-        .and_then(|c| c["form_url"].as_str())
-        .expect("form url")
-        .to_owned();
-    (card, url)
-}
-
-async fn recorded_events(db: &SqlitePool) -> i64 {
+async fn recorded_events(db: &AnyPool) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM jetpay_events")
         .fetch_one(db)
         .await
@@ -165,7 +45,14 @@ async fn sigkill_mid_flood_loses_and_doubles_nothing() {
     )))
     .await;
     let admin = SandboxAdmin::new(&sandbox.base_url());
-    let mut server = Server::new(dir.path(), sandbox.base_url().as_str());
+    let database = TestDatabase::create(dir.path()).await;
+    let mut server = ServerProcess::new(
+        dir.path().join("server.log"),
+        &database.url(),
+        sandbox.base_url().as_str(),
+        None,
+        &[],
+    );
     server.start().await;
     let callback = format!("{}/webhooks/jetpay", server.base);
     eventually(Duration::from_secs(30), "webhook registered", || async {
@@ -215,13 +102,7 @@ async fn sigkill_mid_flood_loses_and_doubles_nothing() {
         .faults(&json!({"delay_ms": 40, "duplicate": 2, "resume": true}))
         .await;
 
-    let db = SqlitePool::connect_with(
-        SqliteConnectOptions::new()
-            .filename(dir.path().join("app.db"))
-            .read_only(true),
-    )
-    .await
-    .unwrap();
+    let db = database.pool().await;
     let mut killed_at = Vec::new();
     // Three kills at random points of the flood (a kill may land between our commit and our
     // answer: Jetpay then retries a batch we already have).

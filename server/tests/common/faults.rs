@@ -130,6 +130,12 @@ impl SandboxAdmin {
         }
     }
 
+    /// The contacts platforms created at the sandbox.
+    pub async fn contacts(&self) -> Vec<Value> {
+        let contacts = self.call(Method::GET, "_sandbox/contacts", None).await;
+        contacts.as_array().cloned().unwrap_or_default()
+    }
+
     /// The webhooks registered at the sandbox.
     pub async fn webhooks(&self) -> Vec<Value> {
         self.call(Method::GET, "webhooks/", None)

@@ -5,6 +5,7 @@
 
 pub mod db;
 pub mod faults;
+pub mod process;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
