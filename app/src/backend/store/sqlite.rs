@@ -11,6 +11,8 @@ use super::{
     StoreError,
 };
 
+// The same SQL text is compiled once per backend on purpose: see `portable.rs`.
+#[allow(clippy::duplicate_mod)]
 #[path = "portable.rs"]
 mod portable;
 
