@@ -7,10 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{
-    faults::{eventually, SandboxAdmin},
-    lock_database, spawn_app, TestApp,
-};
+use common::{faults::SandboxAdmin, lock_database, spawn_app, TestApp};
+use jetpay::test_util::eventually;
 use serde_json::Value;
 use sqlx::{sqlite::SqliteConnectOptions, Connection, SqliteConnection};
 

@@ -14,10 +14,8 @@ use std::{
     time::Duration,
 };
 
-use common::faults::{
-    eventually, fast_sandbox_config, signed_up, start_sandbox, submit_form, SandboxAdmin,
-    SANDBOX_TOKEN,
-};
+use common::faults::{fast_sandbox_config, signed_up, start_sandbox, submit_form, SandboxAdmin};
+use jetpay::test_util::{eventually, SANDBOX_TOKEN};
 use jetpay_sandbox::Storage;
 use serde_json::{json, Value};
 use sqlx::{sqlite::SqliteConnectOptions, SqlitePool};
