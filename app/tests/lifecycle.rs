@@ -3,7 +3,7 @@
 
 use app::backend::store::{EventOutcome, Store};
 use chrono::Utc;
-use jetpay::wire::Event;
+use jetpay::{test_util, wire::Event};
 use serde_json::json;
 
 /// The Jetpay contacts of customers c1 and c2.
@@ -34,21 +34,7 @@ async fn store() -> (Store, tempfile::TempDir) {
 
 /// A tokenization result for one of c1's cards, as Jetpay sends it (with c1's contact).
 fn tokenized(id: i64, jetpay_card: &str, state: &str) -> Event {
-    tokenized_for(C1_CONTACT, id, jetpay_card, state)
-}
-
-fn tokenized_for(contact: &str, id: i64, jetpay_card: &str, state: &str) -> Event {
-    let mut data = json!({"creditCardId": jetpay_card, "contactId": contact, "state": state,
-                          "brand": "visa", "last4": "4242", "expMonth": 12, "expYear": 2034});
-    if state == "failed" {
-        data["failureReason"] = json!("card_declined");
-    }
-    Event {
-        id,
-        created_at: Utc::now(),
-        event_type: jetpay::unspecified::CARD_TOKENIZED_EVENT.into(),
-        data,
-    }
+    test_util::tokenized(id, C1_CONTACT, jetpay_card, state)
 }
 
 async fn state(store: &Store, card: &str) -> String {
@@ -227,7 +213,7 @@ async fn an_event_for_another_contact_is_refused_and_changes_nothing() {
     add(&store, "c1", "a").await;
     // Jetpay's card id is c1's, but the event says the card belongs to c2's contact.
     let (outcomes, changes) = store
-        .apply_events(&[tokenized_for(C2_CONTACT, 1, "jp-a", "succeeded")])
+        .apply_events(&[test_util::tokenized(1, C2_CONTACT, "jp-a", "succeeded")])
         .await
         .unwrap();
     assert_eq!(outcomes, vec![(1, EventOutcome::Refused)]);
@@ -240,7 +226,7 @@ async fn an_event_for_another_contact_is_refused_and_changes_nothing() {
         .unwrap();
     add(&store, "c3", "b").await;
     let (outcomes, _) = store
-        .apply_events(&[tokenized_for(C2_CONTACT, 2, "jp-b", "succeeded")])
+        .apply_events(&[test_util::tokenized(2, C2_CONTACT, "jp-b", "succeeded")])
         .await
         .unwrap();
     assert_eq!(outcomes, vec![(2, EventOutcome::Refused)]);
