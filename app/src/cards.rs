@@ -97,6 +97,12 @@ pub async fn list_cards() -> Result<CardsPage, ServerFnError> {
 #[cfg(feature = "ssr")]
 const CARDS_PATH: &str = "/account/cards";
 
+/// A card id a page sent: anything but one of our ids names no card.
+#[cfg(feature = "ssr")]
+fn sent_card(card_id: &str) -> Result<crate::backend::CardId, crate::backend::AppError> {
+    crate::backend::CardId::parse(card_id).ok_or(crate::backend::AppError::CardNotFound)
+}
+
 /// A plain form post goes back to the list. From the page's own script nothing navigates, so an
 /// open card form stays open.
 #[cfg(feature = "ssr")]
@@ -120,7 +126,10 @@ pub async fn add_card(replaces: Option<String>) -> Result<String, ServerFnError>
     let added = match backend
         .add_card(
             &customer,
-            replaces.as_deref().filter(|s| !s.is_empty()),
+            replaces
+                .as_deref()
+                .and_then(crate::backend::CardId::parse)
+                .as_ref(),
             session::client_ip(),
         )
         .await
@@ -129,7 +138,7 @@ pub async fn add_card(replaces: Option<String>) -> Result<String, ServerFnError>
         Err(e) => return Err(refuse(e, CARDS_PATH).await),
     };
     leptos_axum::redirect(&format!("/account/cards?adding={}", added.card_id));
-    Ok(added.card_id)
+    Ok(added.card_id.to_string())
 }
 
 #[server(endpoint = "make_default_card")]
@@ -137,7 +146,10 @@ pub async fn make_default_card(card_id: String) -> Result<(), ServerFnError> {
     use crate::components::notice::refuse;
     use crate::session;
     let result = match session::require_customer().await {
-        Ok(customer) => session::backend()?.make_default(&customer, &card_id).await,
+        Ok(customer) => match sent_card(&card_id) {
+            Ok(card) => session::backend()?.make_default(&customer, &card).await,
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     if let Err(e) = result {
@@ -152,7 +164,10 @@ pub async fn remove_card(card_id: String) -> Result<(), ServerFnError> {
     use crate::components::notice::refuse;
     use crate::session;
     let result = match session::require_customer().await {
-        Ok(customer) => session::backend()?.remove_card(&customer, &card_id).await,
+        Ok(customer) => match sent_card(&card_id) {
+            Ok(card) => session::backend()?.remove_card(&customer, &card).await,
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     if let Err(e) = result {
@@ -168,11 +183,14 @@ pub async fn rename_card(card_id: String, nickname: String) -> Result<(), Server
     use crate::components::notice::refuse;
     use crate::session;
     let result = match session::require_customer().await {
-        Ok(customer) => {
-            session::backend()?
-                .set_nickname(&customer, &card_id, &nickname)
-                .await
-        }
+        Ok(customer) => match sent_card(&card_id) {
+            Ok(card) => {
+                session::backend()?
+                    .set_nickname(&customer, &card, &nickname)
+                    .await
+            }
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     if let Err(e) = result {
@@ -196,7 +214,7 @@ pub async fn card_form_submitted(
     session::backend()?
         .card_form_submitted(
             &customer,
-            &card_id,
+            &sent_card(&card_id)?,
             jetpay_card_id.as_deref(),
             brand.as_deref(),
             last4.as_deref(),

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use leptos::prelude::*;
 use tower_sessions::Session;
 
-use crate::backend::{AppError, Backend};
+use crate::backend::{AppError, Backend, CustomerId};
 
 const CUSTOMER_KEY: &str = "customer_id";
 
@@ -46,28 +46,29 @@ pub async fn session() -> Result<Session, AppError> {
 }
 
 /// The signed-in customer's id, if any.
-pub async fn customer_id() -> Result<Option<String>, AppError> {
+pub async fn customer_id() -> Result<Option<CustomerId>, AppError> {
     let session = session().await?;
     session
         .get::<String>(CUSTOMER_KEY)
         .await
+        .map(|id| id.map(CustomerId::new))
         .map_err(|e| AppError::Internal(format!("session read: {e}")))
 }
 
-pub async fn require_customer() -> Result<String, AppError> {
+pub async fn require_customer() -> Result<CustomerId, AppError> {
     customer_id().await?.ok_or(AppError::NotSignedIn)
 }
 
 /// Starts a signed-in session. The session id is rotated first, so an id planted before sign-in
 /// (session fixation) is worthless.
-pub async fn sign_in(customer_id: &str) -> Result<(), AppError> {
+pub async fn sign_in(customer_id: &CustomerId) -> Result<(), AppError> {
     let session = session().await?;
     session
         .cycle_id()
         .await
         .map_err(|e| AppError::Internal(format!("session cycle: {e}")))?;
     session
-        .insert(CUSTOMER_KEY, customer_id)
+        .insert(CUSTOMER_KEY, customer_id.as_str())
         .await
         .map_err(|e| AppError::Internal(format!("session write: {e}")))
 }
@@ -81,6 +82,11 @@ pub async fn sign_out() -> Result<(), AppError> {
 }
 
 /// Reads the customer id from a session outside Leptos (the live stream route).
-pub async fn customer_of(session: &Session) -> Option<String> {
-    session.get::<String>(CUSTOMER_KEY).await.ok().flatten()
+pub async fn customer_of(session: &Session) -> Option<CustomerId> {
+    session
+        .get::<String>(CUSTOMER_KEY)
+        .await
+        .ok()
+        .flatten()
+        .map(CustomerId::new)
 }

@@ -1,9 +1,9 @@
 //! The card lifecycle's guarded transitions, against a real SQLite database.
 #![cfg(feature = "ssr")]
 
-use app::backend::store::{EventOutcome, Store};
+use app::backend::store::{CardId, CustomerId, EventOutcome, Store};
 use chrono::Utc;
-use jetpay::wire::Event;
+use jetpay::{test_util, wire::Event};
 use serde_json::json;
 
 /// The Jetpay contacts of customers c1 and c2.
@@ -16,44 +16,38 @@ async fn store() -> (Store, tempfile::TempDir) {
         .await
         .unwrap();
     store
-        .insert_customer("c1", "c1@example.com", "C One", "x")
+        .insert_customer(&cu("c1"), "c1@example.com", "C One", "x")
         .await
         .unwrap();
     store
-        .insert_customer("c2", "c2@example.com", "C Two", "x")
+        .insert_customer(&cu("c2"), "c2@example.com", "C Two", "x")
         .await
         .unwrap();
     for (customer, contact) in [("c1", C1_CONTACT), ("c2", C2_CONTACT)] {
         store
-            .set_contact_id_if_missing(customer, contact)
+            .set_contact_id_if_missing(&cu(customer), contact)
             .await
             .unwrap();
     }
     (store, dir)
 }
 
-/// A tokenization result for one of c1's cards, as Jetpay sends it (with c1's contact).
-fn tokenized(id: i64, jetpay_card: &str, state: &str) -> Event {
-    tokenized_for(C1_CONTACT, id, jetpay_card, state)
+fn cu(id: &str) -> CustomerId {
+    CustomerId::new(id)
 }
 
-fn tokenized_for(contact: &str, id: i64, jetpay_card: &str, state: &str) -> Event {
-    let mut data = json!({"creditCardId": jetpay_card, "contactId": contact, "state": state,
-                          "brand": "visa", "last4": "4242", "expMonth": 12, "expYear": 2034});
-    if state == "failed" {
-        data["failureReason"] = json!("card_declined");
-    }
-    Event {
-        id,
-        created_at: Utc::now(),
-        event_type: jetpay::unspecified::CARD_TOKENIZED_EVENT.into(),
-        data,
-    }
+fn ca(id: &str) -> CardId {
+    CardId::new(id)
+}
+
+/// A tokenization result for one of c1's cards, as Jetpay sends it (with c1's contact).
+fn tokenized(id: i64, jetpay_card: &str, state: &str) -> Event {
+    test_util::tokenized(id, C1_CONTACT, jetpay_card, state)
 }
 
 async fn state(store: &Store, card: &str) -> String {
     store
-        .card_state(card)
+        .card_state(&ca(card))
         .await
         .unwrap()
         .expect("card stored")
@@ -64,8 +58,8 @@ async fn state(store: &Store, card: &str) -> String {
 async fn add(store: &Store, customer: &str, card: &str) {
     store
         .insert_pending_card(
-            customer,
-            card,
+            &cu(customer),
+            &ca(card),
             &format!("jp-{card}"),
             "http://jetpay/form",
             None,
@@ -152,17 +146,17 @@ async fn first_active_card_is_default_and_removing_it_promotes_the_newest_other(
     let default =
         |cards: Vec<app::model::CardView>| cards.into_iter().find(|c| c.is_default).map(|c| c.id);
     assert_eq!(
-        default(store.list_cards("c1", 0, 1).await.unwrap()).as_deref(),
+        default(store.list_cards(&cu("c1"), 0, 1).await.unwrap()).as_deref(),
         Some("a")
     );
-    store.remove_card("c1", "a").await.unwrap();
+    store.remove_card(&cu("c1"), &ca("a")).await.unwrap();
     assert_eq!(
-        default(store.list_cards("c1", 0, 1).await.unwrap()).as_deref(),
+        default(store.list_cards(&cu("c1"), 0, 1).await.unwrap()).as_deref(),
         Some("c")
     );
-    store.make_default("c1", "b").await.unwrap();
+    store.make_default(&cu("c1"), &ca("b")).await.unwrap();
     assert_eq!(
-        default(store.list_cards("c1", 0, 1).await.unwrap()).as_deref(),
+        default(store.list_cards(&cu("c1"), 0, 1).await.unwrap()).as_deref(),
         Some("b")
     );
 }
@@ -175,10 +169,14 @@ async fn owner_checks_on_every_card_operation() {
         .apply_events(&[tokenized(1, "jp-a", "succeeded")])
         .await
         .unwrap();
-    assert!(store.remove_card("c2", "a").await.is_err());
-    assert!(store.make_default("c2", "a").await.is_err());
-    assert!(store.card("c2", "a", 0, 1).await.unwrap().is_none());
-    assert!(store.list_cards("c2", 0, 1).await.unwrap().is_empty());
+    assert!(store.remove_card(&cu("c2"), &ca("a")).await.is_err());
+    assert!(store.make_default(&cu("c2"), &ca("a")).await.is_err());
+    assert!(store
+        .card(&cu("c2"), &ca("a"), 0, 1)
+        .await
+        .unwrap()
+        .is_none());
+    assert!(store.list_cards(&cu("c2"), 0, 1).await.unwrap().is_empty());
     assert_eq!(state(&store, "a").await, "active");
 }
 
@@ -233,7 +231,7 @@ async fn an_event_for_another_contact_is_refused_and_changes_nothing() {
     add(&store, "c1", "a").await;
     // Jetpay's card id is c1's, but the event says the card belongs to c2's contact.
     let (outcomes, changes) = store
-        .apply_events(&[tokenized_for(C2_CONTACT, 1, "jp-a", "succeeded")])
+        .apply_events(&[test_util::tokenized(1, C2_CONTACT, "jp-a", "succeeded")])
         .await
         .unwrap();
     assert_eq!(outcomes, vec![(1, EventOutcome::Refused)]);
@@ -241,12 +239,12 @@ async fn an_event_for_another_contact_is_refused_and_changes_nothing() {
     assert_eq!(state(&store, "a").await, "pending");
     // A customer without a contact cannot have a card activated either.
     store
-        .insert_customer("c3", "c3@example.com", "C Three", "x")
+        .insert_customer(&cu("c3"), "c3@example.com", "C Three", "x")
         .await
         .unwrap();
     add(&store, "c3", "b").await;
     let (outcomes, _) = store
-        .apply_events(&[tokenized_for(C2_CONTACT, 2, "jp-b", "succeeded")])
+        .apply_events(&[test_util::tokenized(2, C2_CONTACT, "jp-b", "succeeded")])
         .await
         .unwrap();
     assert_eq!(outcomes, vec![(2, EventOutcome::Refused)]);
@@ -268,7 +266,13 @@ async fn a_result_that_arrives_before_the_pending_row_is_applied_when_the_row_is
         .unwrap();
     assert_eq!(outcomes, vec![(1, EventOutcome::UnknownCard)]);
     let changes = store
-        .insert_pending_card("c1", "early", "jp-early", "http://jetpay/form", None)
+        .insert_pending_card(
+            &cu("c1"),
+            &ca("early"),
+            "jp-early",
+            "http://jetpay/form",
+            None,
+        )
         .await
         .unwrap();
     assert_eq!(state(&store, "early").await, "active");

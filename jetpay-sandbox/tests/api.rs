@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use jetpay::test_util::eventually;
 use jetpay::wire::{NewContact, NewWebhook, WebhookPatch, WebhookState};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -395,17 +396,14 @@ async fn the_event_log_is_listed_as_delivered_in_id_order() {
     assert_eq!(status, 200);
     let a = h.new_card("4242424242424242").await;
     let b = h.new_card("4000000000000002").await;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let events = loop {
+    let within = std::time::Duration::from_secs(10);
+    let events = eventually(within, "two events in the log", || async {
         let (status, body) = h.admin(Method::GET, "_sandbox/events", None).await;
         assert_eq!(status, 200, "{body}");
         let events = body.as_array().unwrap().clone();
-        if events.len() == 2 || std::time::Instant::now() > deadline {
-            break events;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    };
-    assert_eq!(events.len(), 2, "{events:?}");
+        (events.len() == 2).then_some(events)
+    })
+    .await;
     let first = events[0]["id"].as_i64().unwrap();
     assert_eq!(events[1]["id"].as_i64().unwrap(), first + 1);
     let cards: Vec<&str> = events

@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -19,6 +19,7 @@ use axum::Router;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use common::*;
+use jetpay::test_util::eventually;
 use jetpay::unspecified;
 use jetpay::wire::{NewWebhook, Webhook};
 use jetpay::Verifier;
@@ -76,19 +77,11 @@ impl Capture {
     }
 
     async fn wait_for(&self, n: usize) -> Vec<Seen> {
-        let deadline = Instant::now() + SOON;
-        loop {
+        eventually(SOON, &format!("{n} requests"), || async {
             let seen = self.seen();
-            if seen.len() >= n {
-                return seen;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "expected {n} requests, got {}",
-                seen.len()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+            (seen.len() >= n).then_some(seen)
+        })
+        .await
     }
 }
 
@@ -116,18 +109,11 @@ fn jwt_parts(authorization: &str) -> (Value, Value) {
 }
 
 async fn wait_for_last_sent(h: &Harness, hook: &Webhook, id: i64) -> Webhook {
-    let deadline = Instant::now() + SOON;
-    loop {
+    eventually(SOON, &format!("last_sent_event_id {id}"), || async {
         let now = h.client.get_webhook(hook.identifier).await.unwrap();
-        if now.last_sent_event_id == Some(id) {
-            return now;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "last_sent_event_id never reached {id}: {now:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        (now.last_sent_event_id == Some(id)).then_some(now)
+    })
+    .await
 }
 
 /// D: one delivery is one POST of a non-empty batch `{"webhookId", "events": [{"id",

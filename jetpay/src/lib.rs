@@ -9,6 +9,8 @@
 //!   `payload_hash` over the raw body.
 //! - [`wire`]: request, response and webhook payload types.
 //! - [`error`]: the client's [`Error`].
+//! - `test_util` (feature `test-util`, for other crates' tests only): helpers the workspace's
+//!   test suites share.
 
 #![forbid(unsafe_code)]
 
@@ -18,6 +20,8 @@ pub mod unspecified;
 pub mod verify;
 pub mod wire;
 
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
 #[cfg(test)]
 mod testkit;
 

@@ -1,5 +1,6 @@
-//! Helpers shared by this crate's unit tests: one RSA key pair per test binary, token signing,
-//! and throwaway HTTP servers on loopback.
+//! Helpers for this crate's unit tests alone: one RSA key pair per test binary, token signing,
+//! and throwaway HTTP servers on loopback. What other crates' tests share is in
+//! [`crate::test_util`].
 
 use std::net::SocketAddr;
 use std::sync::OnceLock;
@@ -58,23 +59,6 @@ pub fn sign(kid: Option<&str>, claims: &serde_json::Value) -> String {
     let mut header = Header::new(Algorithm::RS256);
     header.kid = kid.map(str::to_owned);
     jsonwebtoken::encode(&header, claims, &key().encoding).expect("sign")
-}
-
-pub fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
-/// Claims Jetpay would send for `body`.
-pub fn claims_for(body: &[u8]) -> serde_json::Value {
-    let now = now();
-    serde_json::json!({
-        "jti": uuid::Uuid::new_v4(),
-        "iat": now,
-        "exp": now + crate::unspecified::JWT_LIFETIME_SECONDS,
-        "iss": crate::unspecified::JWT_ISSUER,
-        "sub": crate::unspecified::JWT_SUBJECT,
-        "payload_hash": crate::verify::payload_hash(body),
-    })
 }
 
 /// Serves `router` on an ephemeral loopback port for the rest of the test.

@@ -441,7 +441,8 @@ fn map_jwt_error(kind: ErrorKind) -> VerifyError {
 mod tests {
     use super::*;
     use crate::client::{ApiToken, ClientConfig};
-    use crate::testkit::{claims_for, jwks, jwks_json, key, now, serve, sign};
+    use crate::test_util::{claims_for, now};
+    use crate::testkit::{jwks, jwks_json, key, serve, sign};
     use axum::extract::State;
     use axum::routing::get;
     use axum::{Json, Router};

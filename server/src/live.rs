@@ -18,7 +18,10 @@ use std::{
     time::Duration,
 };
 
-use app::{backend::store::Change, model::CardChange};
+use app::{
+    backend::{store::Change, CustomerId},
+    model::CardChange,
+};
 use axum::{
     extract::{Query, State},
     http::{HeaderMap, StatusCode},
@@ -47,17 +50,17 @@ const CATCH_UP_PAGE: i64 = 500;
 
 /// Open streams per customer, and the guard that gives a slot back when a stream ends.
 #[derive(Clone, Default)]
-pub struct StreamSlots(Arc<Mutex<HashMap<String, usize>>>);
+pub struct StreamSlots(Arc<Mutex<HashMap<CustomerId, usize>>>);
 
 pub struct StreamSlot {
     slots: StreamSlots,
-    customer: String,
+    customer: CustomerId,
 }
 
 impl StreamSlots {
-    fn take(&self, customer: &str) -> Option<StreamSlot> {
+    fn take(&self, customer: &CustomerId) -> Option<StreamSlot> {
         let mut open = self.0.lock().expect("stream slots poisoned");
-        let count = open.entry(customer.to_owned()).or_default();
+        let count = open.entry(customer.clone()).or_default();
         if *count >= MAX_STREAMS_PER_CUSTOMER {
             return None;
         }
@@ -65,7 +68,7 @@ impl StreamSlots {
         metrics::gauge!("live_streams_open").increment(1.0);
         Some(StreamSlot {
             slots: self.clone(),
-            customer: customer.to_owned(),
+            customer: customer.clone(),
         })
     }
 }
@@ -207,7 +210,7 @@ fn sse(
 fn to_event(change: Change) -> Event {
     let payload = CardChange {
         seq: change.seq,
-        card_id: change.card_id,
+        card_id: change.card_id.to_string(),
         announcement: change.announcement,
     };
     Event::default()

@@ -8,6 +8,7 @@ use std::{
     time::Duration,
 };
 
+use jetpay::test_util::{eventually, SANDBOX_TOKEN};
 use reqwest::cookie::CookieStore;
 use std::io::{BufRead, BufReader};
 use url::Url;
@@ -15,6 +16,8 @@ use url::Url;
 const SUCCESS: &str = "4242424242424242";
 const DECLINE: &str = "4000000000000002";
 const CVC: &str = "737";
+/// How long the server binary may take to do what a test waits for.
+const PATIENCE: Duration = Duration::from_secs(30);
 
 /// Reads a child's output line by line into a shared buffer.
 fn collect(
@@ -55,16 +58,6 @@ impl Drop for Server {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-async fn wait_for<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    for _ in 0..600 {
-        if let Some(v) = f().await {
-            return v;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
 }
 
 struct Browser {
@@ -147,7 +140,7 @@ impl Browser {
     }
 
     async fn wait_state(&self, id: &str, state: &str) {
-        wait_for(&format!("card {id} {state}"), async || {
+        eventually(PATIENCE, &format!("card {id} {state}"), || async {
             (self.card(id).await["state"] == state).then_some(())
         })
         .await;
@@ -176,7 +169,7 @@ async fn a_full_run_at_trace_level_logs_no_card_data_tokens_or_secrets() {
     ];
     let server = Server(child);
 
-    let addr = wait_for("the server to listen", async || {
+    let addr = eventually(PATIENCE, "the server to listen", || async {
         let log = log.lock().unwrap();
         let line = log.lines().find(|l| l.contains("listening"))?;
         let addr = line.split("addr=").nth(1)?.split_whitespace().next()?;
@@ -184,7 +177,7 @@ async fn a_full_run_at_trace_level_logs_no_card_data_tokens_or_secrets() {
     })
     .await;
     let base = Url::parse(&format!("http://{addr}")).unwrap();
-    wait_for("the webhook registration", async || {
+    eventually(PATIENCE, "the webhook registration", || async {
         log.lock()
             .unwrap()
             .contains("Jetpay webhook registered")
@@ -275,7 +268,7 @@ async fn a_full_run_at_trace_level_logs_no_card_data_tokens_or_secrets() {
     assert_eq!(cross.status(), 403);
 
     // The webhook deliveries were logged as applied before we stop.
-    wait_for("the delivery log line", async || {
+    eventually(PATIENCE, "the delivery log line", || async {
         log.lock()
             .unwrap()
             .contains("webhook delivery applied")
@@ -322,7 +315,7 @@ async fn a_full_run_at_trace_level_logs_no_card_data_tokens_or_secrets() {
         ("card number".into(), DECLINE.into()),
         ("spaced card number".into(), spaced(SUCCESS)),
         ("spaced card number".into(), spaced(DECLINE)),
-        ("sandbox API token".into(), "sandbox-token".into()),
+        ("sandbox API token".into(), SANDBOX_TOKEN.into()),
         ("JWT".into(), "eyJ".into()),
         ("password".into(), password.clone()),
         ("wrong password".into(), "wrong-password-123".into()),
@@ -448,7 +441,7 @@ async fn json_logs_are_one_object_per_line() {
         .unwrap();
     let reader = collect(child.stdout.take().unwrap(), log.clone());
     let server = Server(child);
-    let addr = wait_for("the server to listen", async || {
+    let addr = eventually(PATIENCE, "the server to listen", || async {
         let log = log.lock().unwrap();
         let line = log.lines().find(|l| l.contains("listening"))?;
         let value: serde_json::Value = serde_json::from_str(line).ok()?;
@@ -460,7 +453,7 @@ async fn json_logs_are_one_object_per_line() {
         .to_str()
         .unwrap()
         .to_owned();
-    wait_for("the access log line", async || {
+    eventually(PATIENCE, "the access log line", || async {
         log.lock().unwrap().contains(&id).then_some(())
     })
     .await;

@@ -11,6 +11,7 @@ use std::{
 use common::{
     spawn_app, spawn_app_unregistered, spawn_app_with, spawn_prod_app, Customer, TestApp,
 };
+use jetpay::test_util::eventually;
 use reqwest::{header::HeaderMap, StatusCode};
 
 const SESSION_COOKIE: &str = "saved_cards_session";
@@ -300,16 +301,6 @@ async fn follow(customer: &Customer, path: &str) -> Arc<Mutex<String>> {
     text
 }
 
-async fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
-    for _ in 0..400 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 #[tokio::test]
 async fn no_card_operation_works_on_another_customers_card() {
     let app = spawn_app().await;
@@ -398,16 +389,15 @@ async fn no_card_operation_works_on_another_customers_card() {
     assert!(status.is_success());
     let (status, _) = bob.call("remove_card", &[("card_id", &bobs)]).await;
     assert!(status.is_success());
-    wait_until("Bob's removal on his stream", || {
+    let within = Duration::from_secs(20);
+    eventually(within, "Bob's removal on his stream", || async {
         let text = bob_stream.lock().unwrap();
-        text.contains(&bobs) && text.contains(r#""announcement":"removed""#)
+        (text.contains(&bobs) && text.contains(r#""announcement":"removed""#)).then_some(())
     })
     .await;
-    wait_until("Alice's removal on her stream", || {
-        alice_stream
-            .lock()
-            .unwrap()
-            .contains(r#""announcement":"removed""#)
+    eventually(within, "Alice's removal on her stream", || async {
+        let text = alice_stream.lock().unwrap();
+        text.contains(r#""announcement":"removed""#).then_some(())
     })
     .await;
     let bob_text = bob_stream.lock().unwrap().clone();

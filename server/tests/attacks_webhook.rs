@@ -14,6 +14,7 @@ use std::{path::Path, time::Duration};
 
 use app::backend::Counters;
 use common::{spawn_app_with, Customer, TestApp};
+use jetpay::test_util::{batch, claims_for, eventually, now, tokenized_json};
 use jsonwebtoken::{encode, Algorithm, EncodingKey, Header};
 use rsa::{pkcs1::EncodeRsaPrivateKey, pkcs8::DecodePrivateKey, RsaPrivateKey};
 use serde_json::{json, Value};
@@ -70,17 +71,6 @@ async fn sandbox_key(path: &Path) -> (String, EncodingKey) {
     (kid, EncodingKey::from_rsa_der(der.as_bytes()))
 }
 
-fn now() -> i64 {
-    chrono::Utc::now().timestamp()
-}
-
-/// The claims Jetpay sends for `body`.
-fn claims_for(body: &[u8]) -> Value {
-    let now = now();
-    json!({"jti": uuid::Uuid::new_v4(), "iat": now, "exp": now + 90, "iss": "jetpay",
-           "sub": "webhook", "payload_hash": jetpay::verify::payload_hash(body)})
-}
-
 impl Signed {
     fn token_with(&self, alg: Algorithm, kid: &str, claims: &Value) -> String {
         let mut header = Header::new(alg);
@@ -119,14 +109,12 @@ impl Signed {
             .get(jetpay_card)
             .cloned()
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        json!({"id": id, "createdAt": "2026-11-25T10:15:30.123456Z", "type": CARD_EVENT,
-               "data": {"creditCardId": jetpay_card, "contactId": contact, "state": state,
-                        "brand": "visa", "last4": "4242", "expMonth": 12, "expYear": 2034}})
+        tokenized_json(id, &contact, jetpay_card, state)
     }
 
     /// A batch for our webhook.
     fn batch(&self, events: Vec<Value>) -> Vec<u8> {
-        serde_json::to_vec(&json!({"webhookId": self.webhook_id, "events": events})).unwrap()
+        batch(self.webhook_id, &events)
     }
 
     async fn assert_nothing_changed(&self, card: &str) {
@@ -623,8 +611,7 @@ async fn a_signed_batch_for_another_webhook_is_refused_and_records_nothing() {
     let s = spawn_signed().await;
     let (_customer, card, jetpay_card) = s.pending_card("foreign").await;
     let events = vec![s.tokenized(1_000_000, &jetpay_card, "succeeded")];
-    let foreign =
-        serde_json::to_vec(&json!({"webhookId": s.webhook_id + 1, "events": events})).unwrap();
+    let foreign = batch(s.webhook_id + 1, &events);
     let auth = s.auth(&foreign);
     let ours = s.app.registration().await.api_key;
     for key in [None, Some("another-companys-key"), Some(ours.as_str())] {
@@ -656,11 +643,10 @@ async fn a_signed_batch_for_another_webhook_is_refused_and_records_nothing() {
 async fn a_foreign_event_id_does_not_poison_our_real_event() {
     let s = spawn_signed().await;
     let (_customer, card, jetpay_card) = s.pending_card("poison").await;
-    let poison = serde_json::to_vec(&json!({
-        "webhookId": s.webhook_id + 7,
-        "events": [s.tokenized(1_000_000, "someone-elses-card", "failed")]
-    }))
-    .unwrap();
+    let poison = batch(
+        s.webhook_id + 7,
+        &[s.tokenized(1_000_000, "someone-elses-card", "failed")],
+    );
     assert_eq!(
         s.deliver_as(Some("application/json"), Some(&s.auth(&poison)), &poison)
             .await,
@@ -786,14 +772,10 @@ async fn a_permanent_hole_gets_bounded_replays_then_is_given_up() {
     assert_eq!(s.app.card_state(&card).await, "active");
     let counters = &s.app.backend.counters;
     let started = std::time::Instant::now();
-    while Counters::get(&counters.gaps_given_up) == 0 {
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "never gave up; {} replays so far",
-            Counters::get(&counters.replays_requested)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(Duration::from_secs(60), "the hole given up", || async {
+        (Counters::get(&counters.gaps_given_up) > 0).then_some(())
+    })
+    .await;
     eprintln!("gave the hole up after {:?}", started.elapsed());
     assert_eq!(Counters::get(&counters.replays_requested), 3);
     assert_eq!(

@@ -7,10 +7,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{
-    faults::{eventually, SandboxAdmin},
-    spawn_app, TestApp,
-};
+use common::{faults::SandboxAdmin, spawn_app, TestApp};
+use jetpay::test_util::eventually;
 use serde_json::Value;
 
 /// Another process's connection to the app's SQLite file.

@@ -347,7 +347,7 @@ async fn start_forwarder(app: &TestApp, jetpay: &url::Url) -> Arc<Forwarded> {
     tokio::spawn(async move { axum::serve(listener, router).await });
     jetpay::Client::new(jetpay::ClientConfig::new(
         jetpay.clone(),
-        jetpay::ApiToken::new(common::faults::SANDBOX_TOKEN),
+        jetpay::ApiToken::new(jetpay::test_util::SANDBOX_TOKEN),
     ))
     .unwrap()
     .create_webhook(&jetpay::wire::NewWebhook {

@@ -12,11 +12,10 @@ use std::{collections::HashMap, time::Duration};
 
 use common::{
     db::TestDatabase,
-    faults::{
-        eventually, fast_sandbox_config, signed_up, start_sandbox, submit_form, SandboxAdmin,
-    },
+    faults::{fast_sandbox_config, signed_up, start_sandbox, submit_form, SandboxAdmin},
     process::{add_card, ServerProcess},
 };
+use jetpay::test_util::eventually;
 use jetpay_sandbox::Storage;
 use serde_json::json;
 use sqlx::AnyPool;

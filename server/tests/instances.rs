@@ -10,11 +10,10 @@ use std::time::{Duration, Instant};
 
 use common::{
     db::{postgres_server, TestDatabase},
-    faults::{
-        eventually, fast_sandbox_config, signed_up, start_sandbox, submit_form, SandboxAdmin,
-    },
+    faults::{fast_sandbox_config, signed_up, start_sandbox, submit_form, SandboxAdmin},
     process::{add_card, free_port, round_robin, ServerProcess},
 };
+use jetpay::test_util::eventually;
 use jetpay_sandbox::{Sandbox, Storage};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;

@@ -5,6 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{spawn_app, Customer, TestApp};
+use jetpay::test_util::eventually;
 
 /// Reads SSE frames until `want` `card` events arrived (or the deadline passes); returns their ids.
 async fn read_card_ids(
@@ -172,17 +173,13 @@ async fn a_customer_gets_a_bounded_number_of_streams() {
     let bob = app.customer("bob").await;
     assert_eq!(bob.open_stream().await.status(), 200);
     drop(streams.pop());
-    let mut reopened = None;
-    for _ in 0..50 {
-        let response = alice.open_stream().await;
-        if response.status() == 200 {
-            reopened = Some(response);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        reopened.is_some(),
-        "a closed stream's slot was never given back"
-    );
+    eventually(
+        Duration::from_secs(5),
+        "a closed stream's slot given back",
+        || async {
+            let response = alice.open_stream().await;
+            (response.status() == 200).then_some(response)
+        },
+    )
+    .await;
 }

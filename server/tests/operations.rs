@@ -12,11 +12,10 @@ use std::{
 
 use axum::{body::Bytes, extract::State, http::Method, routing::any, Router};
 use common::{
-    faults::{
-        eventually, fast_sandbox_config, signed_up, start_sandbox, submit_form, SANDBOX_TOKEN,
-    },
+    faults::{fast_sandbox_config, signed_up, start_sandbox, submit_form},
     spawn_app, spawn_app_unregistered, spawn_app_with,
 };
+use jetpay::test_util::{eventually, SANDBOX_TOKEN};
 use jetpay_sandbox::Storage;
 use serde_json::Value;
 use sqlx::{sqlite::SqliteConnectOptions, ConnectOptions, Connection};

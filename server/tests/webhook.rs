@@ -11,6 +11,7 @@ use axum::{body::Bytes, extract::State, http::HeaderMap, routing::post, Router};
 use base64::{engine::general_purpose::URL_SAFE_NO_PAD, Engine};
 use common::{spawn_app, TestApp};
 use jetpay::{
+    test_util::{batch, claims_for, eventually, tokenized_json, SANDBOX_TOKEN},
     wire::{NewContact, NewWebhook},
     ApiToken, Client, ClientConfig,
 };
@@ -25,30 +26,16 @@ const SUCCESS: &str = "4242424242424242";
 fn sandbox_client(app: &TestApp) -> Client {
     Client::new(ClientConfig::new(
         app.sandbox.clone(),
-        ApiToken::new("sandbox-token"),
+        ApiToken::new(SANDBOX_TOKEN),
     ))
     .unwrap()
 }
 
 /// A success event for `jetpay_card_id`, as Jetpay would send it to our webhook.
 async fn success_batch(app: &TestApp, event_id: i64, jetpay_card_id: &str) -> Vec<u8> {
-    serde_json::to_vec(&json!({
-        "webhookId": app.registration().await.webhook_id,
-        "events": [{
-            "id": event_id,
-            "createdAt": "2026-11-25T10:15:30.123456Z",
-            "type": jetpay::unspecified::CARD_TOKENIZED_EVENT,
-            "data": {"creditCardId": jetpay_card_id, "contactId": app.contact_of(jetpay_card_id).await, "state": "succeeded",
-                     "brand": "visa", "last4": "4242", "expMonth": 12, "expYear": 2034}
-        }]
-    }))
-    .unwrap()
-}
-
-fn claims(body: &[u8]) -> serde_json::Value {
-    let now = chrono::Utc::now().timestamp();
-    json!({"jti": uuid::Uuid::new_v4(), "iat": now, "exp": now + 90, "iss": "jetpay", "sub": "webhook",
-           "payload_hash": jetpay::verify::payload_hash(body)})
+    let contact = app.contact_of(jetpay_card_id).await;
+    let event = tokenized_json(event_id, &contact, jetpay_card_id, "succeeded");
+    batch(app.registration().await.webhook_id, &[event])
 }
 
 fn own_key() -> EncodingKey {
@@ -82,23 +69,28 @@ async fn invalid_tokens_get_401_and_change_nothing() {
     let alg_none = format!(
         "{}.{}.",
         b64(json!({"alg": "none", "typ": "JWT", "kid": kid})),
-        b64(claims(&body))
+        b64(claims_for(&body))
     );
     let mut hs_header = Header::new(Algorithm::HS256);
     hs_header.kid = Some(kid.clone());
     let hs256_with_public_key = encode(
         &hs_header,
-        &claims(&body),
+        &claims_for(&body),
         &EncodingKey::from_secret(public_pem.as_bytes()),
     )
     .unwrap();
     let mut rs_header = Header::new(Algorithm::RS256);
     rs_header.kid = Some(kid.clone());
-    let forged_with_real_kid = encode(&rs_header, &claims(&body), &own_key()).unwrap();
+    let forged_with_real_kid = encode(&rs_header, &claims_for(&body), &own_key()).unwrap();
     let mut unknown_kid = Header::new(Algorithm::RS256);
     unknown_kid.kid = Some("not-a-jetpay-key".into());
-    let forged_unknown_kid = encode(&unknown_kid, &claims(&body), &own_key()).unwrap();
-    let no_kid = encode(&Header::new(Algorithm::RS256), &claims(&body), &own_key()).unwrap();
+    let forged_unknown_kid = encode(&unknown_kid, &claims_for(&body), &own_key()).unwrap();
+    let no_kid = encode(
+        &Header::new(Algorithm::RS256),
+        &claims_for(&body),
+        &own_key(),
+    )
+    .unwrap();
 
     let attempts: Vec<(&str, Option<String>)> = vec![
         ("no Authorization header", None),
@@ -166,20 +158,17 @@ async fn start_capture(app: &TestApp) -> Capture {
 }
 
 async fn captured_delivery_for(captured: &Capture, jetpay_card_id: &str) -> (String, Bytes) {
-    for _ in 0..200 {
-        let found = captured
+    let what = format!("a delivery captured for {jetpay_card_id}");
+    eventually(Duration::from_secs(10), &what, || async {
+        captured
             .0
             .lock()
             .unwrap()
             .iter()
             .find(|(_, body)| String::from_utf8_lossy(body).contains(jetpay_card_id))
-            .cloned();
-        if let Some(found) = found {
-            return found;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no delivery captured for {jetpay_card_id}");
+            .cloned()
+    })
+    .await
 }
 
 /// Jetpay signs every company's deliveries with the same keys. A batch Jetpay genuinely signed
@@ -267,7 +256,7 @@ async fn a_result_delivered_before_the_pending_card_is_committed_is_not_lost() {
     let customer = app.customer("early").await;
     let response = reqwest::Client::new()
         .post(app.sandbox.join("_sandbox/faults").unwrap())
-        .bearer_auth("sandbox-token")
+        .bearer_auth(SANDBOX_TOKEN)
         .json(&json!({"deliver_early": 1, "deliver_early_at": "url_created"}))
         .send()
         .await

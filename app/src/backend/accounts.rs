@@ -8,7 +8,7 @@ use argon2::{
     Argon2,
 };
 
-use super::{limits::Action, AppError, Backend};
+use super::{limits::Action, AppError, Backend, CustomerId};
 use crate::session::ClientIp;
 
 /// Seeded in development so the flow can be tried at once; shown on the sign-in page in dev only.
@@ -128,13 +128,13 @@ impl Backend {
         email: &str,
         password: String,
         ip: Option<ClientIp>,
-    ) -> Result<String, AppError> {
+    ) -> Result<CustomerId, AppError> {
         self.check_ip_limit(Action::SignUp, ip).await?;
         let name = Name::parse(name)?;
         let email = Email::parse(email)?;
         let password = Password::parse(password)?;
         let hash = self.argon2(move || hash_password(&password)).await??;
-        let id = uuid::Uuid::new_v4().to_string();
+        let id = CustomerId::generate();
         self.store
             .insert_customer(&id, email.as_str(), &name.0, &hash)
             .await?;
@@ -148,7 +148,7 @@ impl Backend {
         email: &str,
         password: &str,
         ip: Option<ClientIp>,
-    ) -> Result<String, AppError> {
+    ) -> Result<CustomerId, AppError> {
         let result = self.check_sign_in(email, password, ip).await;
         if let Err(e) = &result {
             let reason = match e {
@@ -167,7 +167,7 @@ impl Backend {
         email: &str,
         password: &str,
         ip: Option<ClientIp>,
-    ) -> Result<String, AppError> {
+    ) -> Result<CustomerId, AppError> {
         self.check_ip_limit(Action::SignIn, ip).await?;
         let email = Email::parse(email).map_err(|_| AppError::WrongCredentials)?;
         self.sign_in_attempt(email.as_str(), ip).await?;

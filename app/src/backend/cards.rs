@@ -3,14 +3,17 @@
 
 use jetpay::wire::{Event, NewContact};
 
-use super::{limits::Action, now_ms, store::Change, store::EventOutcome, AppError, Backend};
+use super::{
+    limits::Action, now_ms, store::Change, store::EventOutcome, AppError, Backend, CardId,
+    CustomerId,
+};
 use crate::model::CardView;
 use crate::session::ClientIp;
 
 /// What Add card gives the page: the new pending card's id and Jetpay's form to frame.
 #[derive(Debug, Clone)]
 pub struct AddedCard {
-    pub card_id: String,
+    pub card_id: CardId,
     pub form_url: String,
 }
 
@@ -19,14 +22,18 @@ impl Backend {
         self.settings.form_url_ttl.as_millis() as i64
     }
 
-    pub async fn list_cards(&self, customer_id: &str) -> Result<Vec<CardView>, AppError> {
+    pub async fn list_cards(&self, customer_id: &CustomerId) -> Result<Vec<CardView>, AppError> {
         Ok(self
             .store
             .list_cards(customer_id, now_ms(), self.url_ttl_ms())
             .await?)
     }
 
-    pub async fn card(&self, customer_id: &str, card_id: &str) -> Result<CardView, AppError> {
+    pub async fn card(
+        &self,
+        customer_id: &CustomerId,
+        card_id: &CardId,
+    ) -> Result<CardView, AppError> {
         self.store
             .card(customer_id, card_id, now_ms(), self.url_ttl_ms())
             .await?
@@ -37,8 +44,8 @@ impl Backend {
     /// pending card before returning, so a webhook that arrives at once finds it.
     pub async fn add_card(
         &self,
-        customer_id: &str,
-        replaces: Option<&str>,
+        customer_id: &CustomerId,
+        replaces: Option<&CardId>,
         ip: Option<ClientIp>,
     ) -> Result<AddedCard, AppError> {
         self.check_ip_limit(Action::AddCard, ip).await?;
@@ -54,8 +61,8 @@ impl Backend {
 
     async fn add_card_locked(
         &self,
-        customer_id: &str,
-        replaces: Option<&str>,
+        customer_id: &CustomerId,
+        replaces: Option<&CardId>,
     ) -> Result<AddedCard, AppError> {
         if self.store.count_pending(customer_id).await? >= self.settings.pending_cap {
             return Err(AppError::TooManyPending(self.settings.pending_cap));
@@ -76,7 +83,7 @@ impl Backend {
         let contact_uuid = uuid::Uuid::parse_str(&contact_id)
             .map_err(|_| AppError::Internal("stored contact id is not a UUID".into()))?;
         let tokenization = self.jetpay.create_tokenization_url(contact_uuid).await?;
-        let card_id = uuid::Uuid::new_v4().to_string();
+        let card_id = CardId::generate();
         let changes = self
             .store
             .insert_pending_card(
@@ -95,7 +102,7 @@ impl Backend {
     }
 
     /// The customer's Jetpay contact id, created on first need. Callers hold the customer lock.
-    async fn ensure_contact(&self, customer_id: &str) -> Result<String, AppError> {
+    async fn ensure_contact(&self, customer_id: &CustomerId) -> Result<String, AppError> {
         let customer = self
             .store
             .customer_by_id(customer_id)
@@ -126,8 +133,8 @@ impl Backend {
     /// Names a card; an empty name clears it.
     pub async fn set_nickname(
         &self,
-        customer_id: &str,
-        card_id: &str,
+        customer_id: &CustomerId,
+        card_id: &CardId,
         nickname: &str,
     ) -> Result<(), AppError> {
         let nickname = nickname.trim();
@@ -148,13 +155,21 @@ impl Backend {
         Ok(())
     }
 
-    pub async fn make_default(&self, customer_id: &str, card_id: &str) -> Result<(), AppError> {
+    pub async fn make_default(
+        &self,
+        customer_id: &CustomerId,
+        card_id: &CardId,
+    ) -> Result<(), AppError> {
         let changes = self.store.make_default(customer_id, card_id).await?;
         self.notifier.publish(changes);
         Ok(())
     }
 
-    pub async fn remove_card(&self, customer_id: &str, card_id: &str) -> Result<(), AppError> {
+    pub async fn remove_card(
+        &self,
+        customer_id: &CustomerId,
+        card_id: &CardId,
+    ) -> Result<(), AppError> {
         let changes = self.store.remove_card(customer_id, card_id).await?;
         self.notifier.publish(changes);
         Ok(())
@@ -198,8 +213,8 @@ impl Backend {
     /// webhook's values replace them).
     pub async fn card_form_submitted(
         &self,
-        customer_id: &str,
-        card_id: &str,
+        customer_id: &CustomerId,
+        card_id: &CardId,
         jetpay_card_id: Option<&str>,
         brand: Option<&str>,
         last4: Option<&str>,

@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod cards;
 pub mod counters;
 pub mod error;
+pub mod ids;
 pub mod limits;
 pub mod notify;
 pub mod store;
@@ -15,6 +16,7 @@ use std::{sync::Arc, time::Duration};
 
 pub use counters::Counters;
 pub use error::AppError;
+pub use ids::{CardId, CustomerId};
 pub use notify::Notifier;
 pub use store::{Store, StoreError};
 

@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use super::{
     counters::card_transition,
-    store::{Change, FeedEvent, Store},
+    store::{Change, CustomerId, FeedEvent, Store},
 };
 use crate::model::ChangeKind;
 
@@ -25,7 +25,7 @@ const PER_CUSTOMER_BUFFER: usize = 64;
 
 #[derive(Clone)]
 pub struct Notifier {
-    customers: Arc<Mutex<HashMap<String, broadcast::Sender<Change>>>>,
+    customers: Arc<Mutex<HashMap<CustomerId, broadcast::Sender<Change>>>>,
     /// Bumped when changes may have been missed: every stream rereads the log.
     resync: Arc<watch::Sender<u64>>,
 }
@@ -76,7 +76,7 @@ impl Notifier {
     }
 
     /// Whether any stream on this instance follows `customer_id`.
-    pub fn is_followed(&self, customer_id: &str) -> bool {
+    pub fn is_followed(&self, customer_id: &CustomerId) -> bool {
         self.customers
             .lock()
             .expect("notifier poisoned")
@@ -84,10 +84,10 @@ impl Notifier {
             .is_some_and(|s| s.receiver_count() > 0)
     }
 
-    pub fn subscribe(&self, customer_id: &str) -> Subscription {
+    pub fn subscribe(&self, customer_id: &CustomerId) -> Subscription {
         let mut customers = self.customers.lock().expect("notifier poisoned");
         let sender = customers
-            .entry(customer_id.to_owned())
+            .entry(customer_id.clone())
             .or_insert_with(|| broadcast::channel(PER_CUSTOMER_BUFFER).0);
         Subscription {
             changes: sender.subscribe(),

@@ -17,6 +17,7 @@ use chrono::Datelike;
 use serde_json::Value;
 use uuid::Uuid;
 
+use jetpay::test_util::eventually;
 use jetpay::unspecified;
 use jetpay::wire::{
     CardTokenized, Contact, Event, NewContact, NewWebhook, Webhook, WebhookBatch, WebhookState,
@@ -181,18 +182,12 @@ impl Harness {
         state: WebhookState,
         within: Duration,
     ) -> Webhook {
-        let deadline = Instant::now() + within;
-        loop {
+        let what = format!("webhook {} {state:?}", webhook.identifier);
+        eventually(within, &what, || async {
             let now = self.client.get_webhook(webhook.identifier).await.unwrap();
-            if now.state == state {
-                return now;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "webhook never reached {state:?}, is {now:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            (now.state == state).then_some(now)
+        })
+        .await
     }
 }
 
@@ -333,39 +328,27 @@ impl Receiver {
 
     /// Waits until at least `n` events have been accepted.
     pub async fn wait_for_events(&self, n: usize, within: Duration) -> Vec<Event> {
-        let deadline = Instant::now() + within;
-        loop {
+        let events = eventually(within, &format!("{n} events received"), || async {
             let events = self.events();
-            if events.len() >= n {
-                self.assert_all_verified();
-                return events;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "expected {n} events within {within:?}, got {}: {events:?}",
-                events.len()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+            (events.len() >= n).then_some(events)
+        })
+        .await;
+        self.assert_all_verified();
+        events
     }
 
     /// Waits for the tokenization event of `card_id`.
     pub async fn wait_for_card(&self, card_id: &str, within: Duration) -> (Event, CardTokenized) {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(found) = self.events().into_iter().find_map(|e| {
+        let what = format!("an event for card {card_id}");
+        let found = eventually(within, &what, || async {
+            self.events().into_iter().find_map(|e| {
                 let data = tokenized(&e)?;
                 (data.credit_card_id == card_id).then_some((e, data))
-            }) {
-                self.assert_all_verified();
-                return found;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no event for card {card_id} within {within:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+            })
+        })
+        .await;
+        self.assert_all_verified();
+        found
     }
 }
 

@@ -1,20 +1,17 @@
 //! Helpers for the fault tests (`faults_*.rs`): a Jetpay sandbox run beside the server as a
 //! remote Jetpay (so its timings and storage are the test's to choose), its fault and event-log
-//! endpoints, and polling with a deadline.
+//! endpoints.
 #![allow(dead_code)]
 
-use std::{future::Future, time::Duration};
+use std::time::Duration;
 
+use jetpay::test_util::SANDBOX_TOKEN;
 use jetpay_sandbox::{Sandbox, SandboxConfig, Storage};
 use reqwest::Method;
 use serde_json::Value;
-use tokio::time::Instant;
 use url::Url;
 
 use super::{spawn_app_with, TestApp};
-
-/// The token the fault tests' sandboxes accept (as the embedded one does).
-pub const SANDBOX_TOKEN: &str = "sandbox-token";
 
 /// A sandbox with fast timings: card service 20 ms (slow card 300 ms), immediate batches
 /// allowed, retries from 50 ms, and enough attempts that injected failures never make the
@@ -50,24 +47,6 @@ pub async fn spawn_app_against(jetpay: &Url, batch_size: u32, extra: &[(&str, &s
     ];
     vars.extend_from_slice(extra);
     spawn_app_with(&vars).await
-}
-
-/// Polls `check` until it answers `Some` or `within` has passed; panics with `what` then.
-pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        if Instant::now() > deadline {
-            panic!("not within {within:?}: {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
 }
 
 /// The sandbox's admin endpoints (fault injection, event log, attempts).

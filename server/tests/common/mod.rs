@@ -10,6 +10,7 @@ pub mod process;
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use app::backend::{store::WebhookRegistration, Backend};
+use jetpay::test_util::{eventually, SANDBOX_TOKEN};
 use reqwest::StatusCode;
 use serde_json::Value;
 use server::{config::Config, startup::Application};
@@ -53,9 +54,6 @@ pub async fn spawn_prod_app(extra: &[(&str, &str)]) -> (TestApp, jetpay_sandbox:
     vars.extend_from_slice(extra);
     (spawn_app_unregistered(&vars).await, sandbox)
 }
-
-/// The API token of every sandbox the tests start. Not a secret.
-pub const SANDBOX_TOKEN: &str = "sandbox-token";
 
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(&[]).await
@@ -128,13 +126,14 @@ impl TestApp {
     /// Waits until the server has registered its webhook at the sandbox.
     async fn wait_for_webhook(&self) {
         let callback = self.callback_url();
-        for _ in 0..100 {
-            if let Ok(Some(_)) = self.backend.store.webhook_identifier(&callback).await {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!("webhook never registered");
+        eventually(Duration::from_secs(5), "webhook registered", || async {
+            self.backend
+                .store
+                .webhook_identifier(&callback)
+                .await
+                .ok()?
+        })
+        .await;
     }
 
     /// A new customer, signed in, in their own cookie jar.
@@ -190,16 +189,11 @@ impl TestApp {
     }
 
     pub async fn wait_for_state_within(&self, card_id: &str, state: &str, limit: Duration) {
-        for _ in 0..(limit.as_millis() / 50) {
-            if self.card_state(card_id).await == state {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        panic!(
-            "card {card_id} never became {state}: {}",
-            self.card_state(card_id).await
-        );
+        let what = format!("card {card_id} to become {state}");
+        eventually(limit, &what, || async {
+            (self.card_state(card_id).await == state).then_some(())
+        })
+        .await
     }
 
     /// Our webhook registration at the sandbox: its numeric id and the callback API key Jetpay

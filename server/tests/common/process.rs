@@ -14,7 +14,7 @@ use std::{
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
 
-use super::faults::{eventually, SANDBOX_TOKEN};
+use jetpay::test_util::{eventually, SANDBOX_TOKEN};
 
 /// A free port on loopback (kept across restarts, so a webhook's callback URL stays the same).
 pub fn free_port() -> u16 {

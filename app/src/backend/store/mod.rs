@@ -21,6 +21,8 @@ use jetpay::wire::Event;
 
 use crate::model::{CardState, CardView};
 
+pub use super::ids::{CardId, CustomerId};
+
 pub use postgres::PostgresDatabase;
 pub use sqlite::SqliteDatabase;
 
@@ -56,7 +58,7 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// A customer row. The password hash stays in this module's callers that need it (sign-in).
 #[derive(Debug, Clone)]
 pub struct CustomerRow {
-    pub id: String,
+    pub id: CustomerId,
     pub email: String,
     pub name: String,
     pub password_hash: String,
@@ -67,8 +69,8 @@ pub struct CustomerRow {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     pub seq: i64,
-    pub customer_id: String,
-    pub card_id: String,
+    pub customer_id: CustomerId,
+    pub card_id: CardId,
     /// What happened, as a [`crate::model::ChangeKind`] code; pages word it.
     pub announcement: String,
 }
@@ -191,7 +193,7 @@ pub enum DbPool {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FeedEvent {
     /// `customer_id`'s change `seq` is in the log.
-    Committed { customer_id: String, seq: i64 },
+    Committed { customer_id: CustomerId, seq: i64 },
     /// The feed was interrupted and is listening again: anything may have been missed, so every
     /// open stream rereads the log.
     Resumed,
@@ -243,17 +245,17 @@ impl Leadership {
 pub trait Customers: Send + Sync {
     async fn insert_customer(
         &self,
-        id: &str,
+        id: &CustomerId,
         email: &str,
         name: &str,
         password_hash: &str,
     ) -> Result<()>;
     async fn customer_by_email(&self, email: &str) -> Result<Option<CustomerRow>>;
-    async fn customer_by_id(&self, id: &str) -> Result<Option<CustomerRow>>;
+    async fn customer_by_id(&self, id: &CustomerId) -> Result<Option<CustomerRow>>;
     /// Stores the customer's Jetpay contact unless one is stored already; returns the stored one.
     async fn set_contact_id_if_missing(
         &self,
-        customer_id: &str,
+        customer_id: &CustomerId,
         contact_id: &str,
     ) -> Result<String>;
 }
@@ -264,52 +266,53 @@ pub trait Customers: Send + Sync {
 pub trait Cards: Send + Sync {
     /// Cards (in any state, removed ones included) the customer added since `since` (ms): each
     /// one cost a tokenization URL at Jetpay.
-    async fn count_cards_added_since(&self, customer_id: &str, since: i64) -> Result<i64>;
-    async fn count_pending(&self, customer_id: &str) -> Result<i64>;
+    async fn count_cards_added_since(&self, customer_id: &CustomerId, since: i64) -> Result<i64>;
+    async fn count_pending(&self, customer_id: &CustomerId) -> Result<i64>;
     /// Records a new pending card (committed before the customer sees the form). When `replaces`
     /// names one of the customer's failed or expired cards ("Try again"), that card is removed in
     /// the same transaction. A result that arrived before the card (`early_results`) applies now.
     async fn insert_pending_card(
         &self,
-        customer_id: &str,
-        card_id: &str,
+        customer_id: &CustomerId,
+        card_id: &CardId,
         jetpay_card_id: &str,
         form_url: &str,
-        replaces: Option<&str>,
+        replaces: Option<&CardId>,
     ) -> Result<Vec<Change>>;
     async fn list_cards(
         &self,
-        customer_id: &str,
+        customer_id: &CustomerId,
         now: i64,
         url_ttl_ms: i64,
     ) -> Result<Vec<CardView>>;
     async fn card(
         &self,
-        customer_id: &str,
-        card_id: &str,
+        customer_id: &CustomerId,
+        card_id: &CardId,
         now: i64,
         url_ttl_ms: i64,
     ) -> Result<Option<CardView>>;
     /// The stored state of a card, removed included (tests and operators).
-    async fn card_state(&self, card_id: &str) -> Result<Option<StoredState>>;
+    async fn card_state(&self, card_id: &CardId) -> Result<Option<StoredState>>;
     /// Names one of the customer's cards (`None` clears the name).
     async fn set_nickname(
         &self,
-        customer_id: &str,
-        card_id: &str,
+        customer_id: &CustomerId,
+        card_id: &CardId,
         nickname: Option<&str>,
     ) -> Result<Vec<Change>>;
     /// Makes one of the customer's active cards the default.
-    async fn make_default(&self, customer_id: &str, card_id: &str) -> Result<Vec<Change>>;
+    async fn make_default(&self, customer_id: &CustomerId, card_id: &CardId)
+        -> Result<Vec<Change>>;
     /// Removes one of the customer's cards; if it was the default, the newest other active card
     /// becomes the default.
-    async fn remove_card(&self, customer_id: &str, card_id: &str) -> Result<Vec<Change>>;
+    async fn remove_card(&self, customer_id: &CustomerId, card_id: &CardId) -> Result<Vec<Change>>;
     /// Records that Jetpay's hosted form reported a submission for one of the customer's pending
     /// cards, with the brand and last four it showed.
     async fn mark_submitted(
         &self,
-        customer_id: &str,
-        card_id: &str,
+        customer_id: &CustomerId,
+        card_id: &CardId,
         jetpay_card_id: Option<&str>,
         brand: Option<&str>,
         last4: Option<&str>,
@@ -343,9 +346,14 @@ pub trait Events: Send + Sync {
 #[async_trait]
 pub trait ChangeLog: Send + Sync {
     /// Up to `limit` card changes of one customer after `seq`, oldest first.
-    async fn changes_since(&self, customer_id: &str, seq: i64, limit: i64) -> Result<Vec<Change>>;
+    async fn changes_since(
+        &self,
+        customer_id: &CustomerId,
+        seq: i64,
+        limit: i64,
+    ) -> Result<Vec<Change>>;
     /// The newest change seq of a customer (0 when none): where a fresh page's stream starts.
-    async fn latest_change(&self, customer_id: &str) -> Result<i64>;
+    async fn latest_change(&self, customer_id: &CustomerId) -> Result<i64>;
 }
 
 /// The webhook this server registered at Jetpay.
@@ -387,7 +395,7 @@ pub trait Limits: Send + Sync {
 #[async_trait]
 pub trait Coordination: Send + Sync {
     /// Waits for, and returns, the lock on one customer's card additions.
-    async fn lock_customer(&self, customer_id: &str) -> Result<CustomerLock>;
+    async fn lock_customer(&self, customer_id: &CustomerId) -> Result<CustomerLock>;
     /// The background jobs' lock, if no other instance holds it.
     async fn try_lead(&self) -> Result<Option<Leadership>>;
     /// Changes other instances commit, when there can be other instances (PostgreSQL).

@@ -14,8 +14,8 @@ use sqlx::{QueryBuilder, Row};
 use super::{classify, Db, Handle};
 use crate::backend::now_ms;
 use crate::backend::store::{
-    Cards, Change, ChangeLog, CustomerRow, Customers, EventOutcome, Events, Limits, Result,
-    StoreError, StoredState, WebhookRegistration, Webhooks,
+    CardId, Cards, Change, ChangeLog, CustomerId, CustomerRow, Customers, EventOutcome, Events,
+    Limits, Result, StoreError, StoredState, WebhookRegistration, Webhooks,
 };
 use crate::model::{failure_sentence, CardState, CardView, ChangeKind};
 
@@ -33,7 +33,7 @@ const ROWS_PER_STATEMENT: usize = 1000;
 impl Customers for Handle {
     async fn insert_customer(
         &self,
-        id: &str,
+        id: &CustomerId,
         email: &str,
         name: &str,
         password_hash: &str,
@@ -41,7 +41,7 @@ impl Customers for Handle {
         let result = sqlx::query(
             "INSERT INTO customers (id, email, name, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
-        .bind(id)
+        .bind(id.as_str())
         .bind(email)
         .bind(name)
         .bind(password_hash)
@@ -61,24 +61,24 @@ impl Customers for Handle {
         self.customer_where("email = $1", email).await
     }
 
-    async fn customer_by_id(&self, id: &str) -> Result<Option<CustomerRow>> {
-        self.customer_where("id = $1", id).await
+    async fn customer_by_id(&self, id: &CustomerId) -> Result<Option<CustomerRow>> {
+        self.customer_where("id = $1", id.as_str()).await
     }
 
     async fn set_contact_id_if_missing(
         &self,
-        customer_id: &str,
+        customer_id: &CustomerId,
         contact_id: &str,
     ) -> Result<String> {
         sqlx::query("UPDATE customers SET jetpay_contact_id = $1 WHERE id = $2 AND jetpay_contact_id IS NULL")
             .bind(contact_id)
-            .bind(customer_id)
+            .bind(customer_id.as_str())
             .execute(&self.pool)
             .await
             .map_err(classify)?;
         let stored: Option<String> =
             sqlx::query_scalar("SELECT jetpay_contact_id FROM customers WHERE id = $1")
-                .bind(customer_id)
+                .bind(customer_id.as_str())
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(classify)?
@@ -111,7 +111,7 @@ impl Handle {
             .await
             .map_err(classify)?;
         Ok(row.map(|r| CustomerRow {
-            id: r.get(0),
+            id: CustomerId::new(r.get::<String, _>(0)),
             email: r.get(1),
             name: r.get(2),
             password_hash: r.get(3),
@@ -122,20 +122,20 @@ impl Handle {
 
 #[async_trait]
 impl Cards for Handle {
-    async fn count_cards_added_since(&self, customer_id: &str, since: i64) -> Result<i64> {
+    async fn count_cards_added_since(&self, customer_id: &CustomerId, since: i64) -> Result<i64> {
         sqlx::query_scalar("SELECT COUNT(*) FROM cards WHERE customer_id = $1 AND created_at >= $2")
-            .bind(customer_id)
+            .bind(customer_id.as_str())
             .bind(since)
             .fetch_one(&self.pool)
             .await
             .map_err(classify)
     }
 
-    async fn count_pending(&self, customer_id: &str) -> Result<i64> {
+    async fn count_pending(&self, customer_id: &CustomerId) -> Result<i64> {
         sqlx::query_scalar(
             "SELECT COUNT(*) FROM cards WHERE customer_id = $1 AND state = 'pending'",
         )
-        .bind(customer_id)
+        .bind(customer_id.as_str())
         .fetch_one(&self.pool)
         .await
         .map_err(classify)
@@ -143,11 +143,11 @@ impl Cards for Handle {
 
     async fn insert_pending_card(
         &self,
-        customer_id: &str,
-        card_id: &str,
+        customer_id: &CustomerId,
+        card_id: &CardId,
         jetpay_card_id: &str,
         form_url: &str,
-        replaces: Option<&str>,
+        replaces: Option<&CardId>,
     ) -> Result<Vec<Change>> {
         let mut tx = self.begin_write().await?;
         let now = now_ms();
@@ -155,8 +155,8 @@ impl Cards for Handle {
             "INSERT INTO cards (id, customer_id, jetpay_card_id, state, form_url, created_at, updated_at) \
              VALUES ($1, $2, $3, 'pending', $4, $5, $5)",
         )
-        .bind(card_id)
-        .bind(customer_id)
+        .bind(card_id.as_str())
+        .bind(customer_id.as_str())
         .bind(jetpay_card_id)
         .bind(form_url)
         .bind(now)
@@ -170,8 +170,8 @@ impl Cards for Handle {
                  WHERE id = $2 AND customer_id = $3 AND state IN ('failed', 'expired')",
             )
             .bind(now)
-            .bind(old)
-            .bind(customer_id)
+            .bind(old.as_str())
+            .bind(customer_id.as_str())
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
@@ -199,7 +199,7 @@ impl Cards for Handle {
 
     async fn list_cards(
         &self,
-        customer_id: &str,
+        customer_id: &CustomerId,
         now: i64,
         url_ttl_ms: i64,
     ) -> Result<Vec<CardView>> {
@@ -208,7 +208,7 @@ impl Cards for Handle {
              ORDER BY created_at DESC, id DESC"
         );
         let rows = sqlx::query(&sql)
-            .bind(customer_id)
+            .bind(customer_id.as_str())
             .fetch_all(&self.pool)
             .await
             .map_err(classify)?;
@@ -217,8 +217,8 @@ impl Cards for Handle {
 
     async fn card(
         &self,
-        customer_id: &str,
-        card_id: &str,
+        customer_id: &CustomerId,
+        card_id: &CardId,
         now: i64,
         url_ttl_ms: i64,
     ) -> Result<Option<CardView>> {
@@ -226,17 +226,17 @@ impl Cards for Handle {
             "SELECT {CARD_COLUMNS} FROM cards WHERE customer_id = $1 AND id = $2 AND state <> 'removed'"
         );
         let row = sqlx::query(&sql)
-            .bind(customer_id)
-            .bind(card_id)
+            .bind(customer_id.as_str())
+            .bind(card_id.as_str())
             .fetch_optional(&self.pool)
             .await
             .map_err(classify)?;
         Ok(row.map(|r| card_view(&r, now, url_ttl_ms)))
     }
 
-    async fn card_state(&self, card_id: &str) -> Result<Option<StoredState>> {
+    async fn card_state(&self, card_id: &CardId) -> Result<Option<StoredState>> {
         let state: Option<String> = sqlx::query_scalar("SELECT state FROM cards WHERE id = $1")
-            .bind(card_id)
+            .bind(card_id.as_str())
             .fetch_optional(&self.pool)
             .await
             .map_err(classify)?;
@@ -245,8 +245,8 @@ impl Cards for Handle {
 
     async fn set_nickname(
         &self,
-        customer_id: &str,
-        card_id: &str,
+        customer_id: &CustomerId,
+        card_id: &CardId,
         nickname: Option<&str>,
     ) -> Result<Vec<Change>> {
         let mut tx = self.begin_write().await?;
@@ -256,8 +256,8 @@ impl Cards for Handle {
         )
         .bind(nickname)
         .bind(now_ms())
-        .bind(card_id)
-        .bind(customer_id)
+        .bind(card_id.as_str())
+        .bind(customer_id.as_str())
         .execute(&mut *tx)
         .await
         .map_err(classify)?;
@@ -278,14 +278,18 @@ impl Cards for Handle {
         Ok(changes)
     }
 
-    async fn make_default(&self, customer_id: &str, card_id: &str) -> Result<Vec<Change>> {
+    async fn make_default(
+        &self,
+        customer_id: &CustomerId,
+        card_id: &CardId,
+    ) -> Result<Vec<Change>> {
         let mut tx = self.begin_write().await?;
         let now = now_ms();
         let active: Option<String> = sqlx::query_scalar(
             "SELECT id FROM cards WHERE id = $1 AND customer_id = $2 AND state = 'active'",
         )
-        .bind(card_id)
-        .bind(customer_id)
+        .bind(card_id.as_str())
+        .bind(customer_id.as_str())
         .fetch_optional(&mut *tx)
         .await
         .map_err(classify)?;
@@ -294,30 +298,30 @@ impl Cards for Handle {
         }
         let previous: Option<String> =
             sqlx::query_scalar("SELECT id FROM cards WHERE customer_id = $1 AND is_default")
-                .bind(customer_id)
+                .bind(customer_id.as_str())
                 .fetch_optional(&mut *tx)
                 .await
                 .map_err(classify)?;
-        if previous.as_deref() == Some(card_id) {
+        if previous.as_deref() == Some(card_id.as_str()) {
             return Ok(Vec::new());
         }
         sqlx::query("UPDATE cards SET is_default = FALSE, updated_at = $1 WHERE customer_id = $2 AND is_default")
             .bind(now)
-            .bind(customer_id)
+            .bind(customer_id.as_str())
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
         sqlx::query("UPDATE cards SET is_default = TRUE, updated_at = $1 WHERE id = $2")
             .bind(now)
-            .bind(card_id)
+            .bind(card_id.as_str())
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
         let mut logged = Vec::new();
-        if let Some(previous) = &previous {
+        if let Some(previous) = previous {
             logged.push(NewChange::by_customer(
                 customer_id,
-                previous,
+                &CardId::new(previous),
                 ChangeKind::Quiet,
             ));
         }
@@ -331,14 +335,14 @@ impl Cards for Handle {
         Ok(changes)
     }
 
-    async fn remove_card(&self, customer_id: &str, card_id: &str) -> Result<Vec<Change>> {
+    async fn remove_card(&self, customer_id: &CustomerId, card_id: &CardId) -> Result<Vec<Change>> {
         let mut tx = self.begin_write().await?;
         let now = now_ms();
         let was_default: Option<bool> = sqlx::query_scalar(
             "SELECT is_default FROM cards WHERE id = $1 AND customer_id = $2 AND state <> 'removed'",
         )
-        .bind(card_id)
-        .bind(customer_id)
+        .bind(card_id.as_str())
+        .bind(customer_id.as_str())
         .fetch_optional(&mut *tx)
         .await
         .map_err(classify)?;
@@ -348,7 +352,7 @@ impl Cards for Handle {
                  WHERE id = $2",
             )
             .bind(now)
-            .bind(card_id)
+            .bind(card_id.as_str())
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
@@ -365,7 +369,7 @@ impl Cards for Handle {
             if let Some(promoted) = promote_newest_active(&mut tx, customer_id, now).await? {
                 logged.push(NewChange::by_customer(
                     customer_id,
-                    &promoted,
+                    &CardId::new(promoted),
                     ChangeKind::Quiet,
                 ));
             }
@@ -377,8 +381,8 @@ impl Cards for Handle {
 
     async fn mark_submitted(
         &self,
-        customer_id: &str,
-        card_id: &str,
+        customer_id: &CustomerId,
+        card_id: &CardId,
         jetpay_card_id: Option<&str>,
         brand: Option<&str>,
         last4: Option<&str>,
@@ -395,8 +399,8 @@ impl Cards for Handle {
         .bind(now)
         .bind(brand)
         .bind(last4)
-        .bind(card_id)
-        .bind(customer_id)
+        .bind(card_id.as_str())
+        .bind(customer_id.as_str())
         .bind(jetpay_card_id)
         .execute(&mut *tx)
         .await
@@ -434,8 +438,11 @@ impl Cards for Handle {
             .map_err(classify)?;
         let logged = stale
             .iter()
-            .map(|(card_id, customer_id)| {
-                NewChange::by_customer(customer_id, card_id, ChangeKind::Expired)
+            .map(|(card_id, customer_id)| NewChange {
+                customer_id: CustomerId::new(customer_id.as_str()),
+                card_id: CardId::new(card_id.as_str()),
+                kind: ChangeKind::Expired,
+                event_id: None,
             })
             .collect();
         let changes = self.record_changes(&mut tx, logged).await?;
@@ -522,11 +529,16 @@ impl Events for Handle {
 
 #[async_trait]
 impl ChangeLog for Handle {
-    async fn changes_since(&self, customer_id: &str, seq: i64, limit: i64) -> Result<Vec<Change>> {
+    async fn changes_since(
+        &self,
+        customer_id: &CustomerId,
+        seq: i64,
+        limit: i64,
+    ) -> Result<Vec<Change>> {
         let rows: Vec<(i64, String, String)> = sqlx::query_as(
             "SELECT seq, card_id, announcement FROM card_changes WHERE customer_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
         )
-        .bind(customer_id)
+        .bind(customer_id.as_str())
         .bind(seq)
         .bind(limit)
         .fetch_all(&self.pool)
@@ -536,17 +548,17 @@ impl ChangeLog for Handle {
             .into_iter()
             .map(|(seq, card_id, announcement)| Change {
                 seq,
-                customer_id: customer_id.to_owned(),
-                card_id,
+                customer_id: customer_id.clone(),
+                card_id: CardId::new(card_id),
                 announcement,
             })
             .collect())
     }
 
-    async fn latest_change(&self, customer_id: &str) -> Result<i64> {
+    async fn latest_change(&self, customer_id: &CustomerId) -> Result<i64> {
         let seq: Option<i64> =
             sqlx::query_scalar("SELECT MAX(seq) FROM card_changes WHERE customer_id = $1")
-                .bind(customer_id)
+                .bind(customer_id.as_str())
                 .fetch_one(&self.pool)
                 .await
                 .map_err(classify)?;
@@ -651,18 +663,18 @@ impl Limits for Handle {
 
 /// A change to append to the log. `event_id` names the Jetpay event that caused it, if one did.
 struct NewChange {
-    customer_id: String,
-    card_id: String,
+    customer_id: CustomerId,
+    card_id: CardId,
     kind: ChangeKind,
     event_id: Option<i64>,
 }
 
 impl NewChange {
     /// A change the customer (or time) made, not a Jetpay event.
-    fn by_customer(customer_id: &str, card_id: &str, kind: ChangeKind) -> Self {
+    fn by_customer(customer_id: &CustomerId, card_id: &CardId, kind: ChangeKind) -> Self {
         Self {
-            customer_id: customer_id.to_owned(),
-            card_id: card_id.to_owned(),
+            customer_id: customer_id.clone(),
+            card_id: card_id.clone(),
             kind,
             event_id: None,
         }
@@ -672,8 +684,8 @@ impl NewChange {
 /// A tokenization result about to move a card, decided from the card as this batch left it.
 struct Transition {
     event_id: i64,
-    card_id: String,
-    customer_id: String,
+    card_id: CardId,
+    customer_id: CustomerId,
     state: &'static str,
     failure_reason: Option<String>,
     result: CardTokenized,
@@ -681,8 +693,8 @@ struct Transition {
 
 /// A card a batch's results name, as the batch found it.
 struct Target {
-    card_id: String,
-    customer_id: String,
+    card_id: CardId,
+    customer_id: CustomerId,
     state: StoredState,
     contact_id: Option<String>,
     has_default: bool,
@@ -700,8 +712,8 @@ impl Handle {
             "INSERT INTO card_changes (customer_id, card_id, announcement, created_at, event_id) ",
         );
         query.push_values(&logged, |mut row, change| {
-            row.push_bind(&change.customer_id)
-                .push_bind(&change.card_id)
+            row.push_bind(change.customer_id.as_str())
+                .push_bind(change.card_id.as_str())
                 .push_bind(change.kind.code())
                 .push_bind(now)
                 .push_bind(change.event_id);
@@ -716,8 +728,8 @@ impl Handle {
             .into_iter()
             .map(|(seq, customer_id, card_id, announcement)| Change {
                 seq,
-                customer_id,
-                card_id,
+                customer_id: CustomerId::new(customer_id),
+                card_id: CardId::new(card_id),
                 announcement,
             })
             .collect();
@@ -984,8 +996,8 @@ async fn load_targets(
         .map(
             |(card_id, customer_id, jetpay_card_id, state, contact_id, has_default)| {
                 let target = Target {
-                    card_id,
-                    customer_id,
+                    card_id: CardId::new(card_id),
+                    customer_id: CustomerId::new(customer_id),
                     state: StoredState::parse(&state).unwrap_or(StoredState::Removed),
                     contact_id,
                     has_default,
@@ -1002,7 +1014,7 @@ async fn move_cards(
     tx: &mut Tx<'_>,
     transitions: &[Transition],
     now: i64,
-) -> Result<HashSet<String>> {
+) -> Result<HashSet<CardId>> {
     if transitions.is_empty() {
         return Ok(HashSet::new());
     }
@@ -1010,7 +1022,7 @@ async fn move_cards(
         "WITH v (id, state, failure_reason, brand, last4, exp_month, exp_year) AS (",
     );
     query.push_values(transitions, |mut row, t| {
-        row.push_bind(&t.card_id)
+        row.push_bind(t.card_id.as_str())
             .push_bind(t.state)
             .push_bind(&t.failure_reason)
             .push_bind(&t.result.brand)
@@ -1033,19 +1045,20 @@ async fn move_cards(
         .await
         .map_err(classify)?
         .into_iter()
+        .map(CardId::new)
         .collect())
 }
 
 /// Makes each named card its customer's default, unless the customer has one (at most one card
 /// per customer is named).
-async fn make_first_defaults(tx: &mut Tx<'_>, promote: &[(String, String)]) -> Result<()> {
+async fn make_first_defaults(tx: &mut Tx<'_>, promote: &[(CustomerId, CardId)]) -> Result<()> {
     if promote.is_empty() {
         return Ok(());
     }
     let mut query = QueryBuilder::<Db>::new("UPDATE cards SET is_default = TRUE WHERE id IN (");
     let mut ids = query.separated(", ");
     for (_, card_id) in promote {
-        ids.push_bind(card_id);
+        ids.push_bind(card_id.as_str());
     }
     query.push(
         ") AND NOT EXISTS (SELECT 1 FROM cards c WHERE c.customer_id = cards.customer_id AND c.is_default)",
@@ -1102,7 +1115,7 @@ async fn set_outcomes(tx: &mut Tx<'_>, outcomes: &[(i64, EventOutcome)]) -> Resu
 
 async fn promote_newest_active(
     tx: &mut Tx<'_>,
-    customer_id: &str,
+    customer_id: &CustomerId,
     now: i64,
 ) -> Result<Option<String>> {
     sqlx::query_scalar(
@@ -1113,7 +1126,7 @@ async fn promote_newest_active(
          RETURNING id",
     )
     .bind(now)
-    .bind(customer_id)
+    .bind(customer_id.as_str())
     .fetch_optional(&mut **tx)
     .await
     .map_err(classify)

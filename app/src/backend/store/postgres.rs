@@ -10,8 +10,8 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::mpsc;
 
 use super::{
-    Change, Coordination, CustomerLock, Database, DbPool, FeedEvent, Leadership, LockInner, Result,
-    StoreError,
+    Change, Coordination, CustomerId, CustomerLock, Database, DbPool, FeedEvent, Leadership,
+    LockInner, Result, StoreError,
 };
 
 // The same SQL text is compiled once per backend on purpose: see `portable.rs`.
@@ -148,17 +148,17 @@ async fn listen(pool: sqlx::PgPool, feed: mpsc::Sender<FeedEvent>) {
 fn parse_payload(payload: &str) -> Option<FeedEvent> {
     let (customer_id, seq) = payload.split_once(' ')?;
     Some(FeedEvent::Committed {
-        customer_id: customer_id.to_owned(),
+        customer_id: CustomerId::new(customer_id),
         seq: seq.parse().ok()?,
     })
 }
 
 #[async_trait]
 impl Coordination for PostgresDatabase {
-    async fn lock_customer(&self, customer_id: &str) -> Result<CustomerLock> {
+    async fn lock_customer(&self, customer_id: &CustomerId) -> Result<CustomerLock> {
         let mut tx = self.pool.begin().await.map_err(classify)?;
         sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind(customer_id)
+            .bind(customer_id.as_str())
             .execute(&mut *tx)
             .await
             .map_err(classify)?;
@@ -220,7 +220,7 @@ mod tests {
         assert_eq!(
             parse_payload("c-1 42"),
             Some(FeedEvent::Committed {
-                customer_id: "c-1".into(),
+                customer_id: CustomerId::new("c-1"),
                 seq: 42
             })
         );

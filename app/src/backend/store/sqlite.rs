@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
 use super::{
-    Change, Coordination, CustomerLock, Database, DbPool, FeedEvent, Leadership, LockInner, Result,
-    StoreError,
+    Change, Coordination, CustomerId, CustomerLock, Database, DbPool, FeedEvent, Leadership,
+    LockInner, Result, StoreError,
 };
 
 // The same SQL text is compiled once per backend on purpose: see `portable.rs`.
@@ -24,7 +24,7 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 pub struct SqliteDatabase {
     pool: sqlx::SqlitePool,
     /// One lock per customer around "ensure contact, check the caps, add a card".
-    customer_locks: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    customer_locks: std::sync::Mutex<HashMap<CustomerId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// SQLite reports a held write lock as "database is locked" (or "busy"), in its message only.
@@ -85,12 +85,12 @@ impl SqliteDatabase {
 
 #[async_trait]
 impl Coordination for SqliteDatabase {
-    async fn lock_customer(&self, customer_id: &str) -> Result<CustomerLock> {
+    async fn lock_customer(&self, customer_id: &CustomerId) -> Result<CustomerLock> {
         let lock = {
             let mut locks = self.customer_locks.lock().expect("lock map poisoned");
             // Forget locks nobody holds, so the map stays as small as the customers adding now.
             locks.retain(|_, l| Arc::strong_count(l) > 1);
-            locks.entry(customer_id.to_owned()).or_default().clone()
+            locks.entry(customer_id.clone()).or_default().clone()
         };
         Ok(CustomerLock(LockInner::Local(lock.lock_owned().await)))
     }
