@@ -54,15 +54,7 @@ async fn sigkill_mid_flood_loses_and_doubles_nothing() {
     );
     server.start().await;
     let callback = format!("{}/webhooks/jetpay", server.base);
-    eventually(Duration::from_secs(30), "webhook registered", || async {
-        admin
-            .webhooks()
-            .await
-            .into_iter()
-            .any(|w| w["callback_url"] == callback.as_str())
-            .then_some(())
-    })
-    .await;
+    admin.wait_for_webhook(&callback).await;
 
     // Many customers, each with the most pending cards allowed.
     let base = server.base.clone();

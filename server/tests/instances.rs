@@ -76,15 +76,7 @@ impl Cluster {
         b.base = format!("http://{base_b}");
         tokio::join!(a.start(), b.start());
         let callback = format!("{public}/webhooks/jetpay");
-        eventually(Duration::from_secs(30), "webhook registered", || async {
-            admin
-                .webhooks()
-                .await
-                .into_iter()
-                .any(|w| w["callback_url"] == callback.as_str())
-                .then_some(())
-        })
-        .await;
+        admin.wait_for_webhook(&callback).await;
         Cluster {
             a,
             b,
@@ -382,21 +374,24 @@ async fn two_instances_only_the_leader_asks_jetpay_to_replay() {
         cluster.a.metric("jetpay_replay_requests_total").await,
         cluster.b.metric("jetpay_replay_requests_total").await,
     );
-    let leaders = (
-        cluster.a.metric("jobs_leader").await,
-        cluster.b.metric("jobs_leader").await,
-    );
+    // Leadership may move for a moment (a leader whose lock connection fails gives it up, and
+    // the lock is free again at the next beat), but never to two at once.
+    let leaders = eventually(Duration::from_secs(10), "exactly one leader", || async {
+        let leaders = (
+            cluster.a.metric("jobs_leader").await,
+            cluster.b.metric("jobs_leader").await,
+        );
+        matches!(leaders, (1.0, 0.0) | (0.0, 1.0)).then_some(leaders)
+    })
+    .await;
     println!("replay requests (A, B): {replays:?}; leader (A, B): {leaders:?}");
     assert!(
-        matches!(leaders, (1.0, 0.0) | (0.0, 1.0)),
-        "exactly one leader: {leaders:?}"
+        replays.0 == 0.0 || replays.1 == 0.0,
+        "both instances asked Jetpay to replay: {replays:?}"
     );
-    let (by_leader, by_other) = if leaders.0 == 1.0 {
-        replays
-    } else {
-        (replays.1, replays.0)
-    };
-    assert!(by_leader >= 1.0, "the leader asked for the replays");
-    assert_eq!(by_other, 0.0, "the other instance never asked");
+    assert!(
+        replays.0 + replays.1 >= 3.0,
+        "every hole was replayed on request"
+    );
     cluster.sandbox.shutdown().await;
 }

@@ -109,6 +109,18 @@ impl SandboxAdmin {
         }
     }
 
+    /// Waits until a webhook with this callback URL is registered at the sandbox.
+    pub async fn wait_for_webhook(&self, callback_url: &str) {
+        jetpay::test_util::eventually(Duration::from_secs(30), "webhook registered", || async {
+            self.webhooks()
+                .await
+                .into_iter()
+                .any(|w| w["callback_url"] == callback_url)
+                .then_some(())
+        })
+        .await;
+    }
+
     /// The contacts platforms created at the sandbox.
     pub async fn contacts(&self) -> Vec<Value> {
         let contacts = self.call(Method::GET, "_sandbox/contacts", None).await;

@@ -235,7 +235,13 @@ impl Leadership {
         use sqlx::Connection;
         match &mut self.0 {
             None => true,
-            Some(conn) => conn.ping().await.is_ok(),
+            Some(conn) => match conn.ping().await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "the background jobs' lock connection failed");
+                    false
+                }
+            },
         }
     }
 }

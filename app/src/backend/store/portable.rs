@@ -11,11 +11,11 @@ use async_trait::async_trait;
 use jetpay::wire::{CardTokenized, Event, EventKind, TokenizationState};
 use sqlx::{QueryBuilder, Row};
 
-use super::{classify, Db, Handle};
+use super::{classify, db_pool, Db, Handle, BACKEND, MIGRATOR};
 use crate::backend::now_ms;
 use crate::backend::store::{
-    CardId, Cards, Change, ChangeLog, CustomerId, CustomerRow, Customers, EventOutcome, Events,
-    Limits, Result, StoreError, StoredState, WebhookRegistration, Webhooks,
+    CardId, Cards, Change, ChangeLog, CustomerId, CustomerRow, Customers, Database, DbPool,
+    EventOutcome, Events, Limits, Result, StoreError, StoredState, WebhookRegistration, Webhooks,
 };
 use crate::model::{failure_sentence, CardState, CardView, ChangeKind};
 
@@ -28,6 +28,33 @@ const CARD_COLUMNS: &str = "id, state, brand, last4, exp_month, exp_year, failur
 /// Rows per multi-row statement: far below both databases' limits on bound parameters (SQLite
 /// 32,766; PostgreSQL 65,535) at up to 7 parameters a row.
 const ROWS_PER_STATEMENT: usize = 1000;
+
+#[async_trait]
+impl Database for Handle {
+    fn backend(&self) -> &'static str {
+        BACKEND
+    }
+
+    fn pool(&self) -> DbPool {
+        db_pool(&self.pool)
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    async fn schema_is_current(&self) -> Result<bool> {
+        self.migrations_applied(&MIGRATOR).await
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
 
 #[async_trait]
 impl Customers for Handle {

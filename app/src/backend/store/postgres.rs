@@ -10,8 +10,8 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::mpsc;
 
 use super::{
-    Change, Coordination, CustomerId, CustomerLock, Database, DbPool, FeedEvent, Leadership,
-    LockInner, Result, StoreError,
+    Change, Coordination, CustomerId, CustomerLock, DbPool, FeedEvent, Leadership, LockInner,
+    Result, StoreError,
 };
 
 // The same SQL text is compiled once per backend on purpose: see `portable.rs`.
@@ -21,6 +21,13 @@ mod portable;
 
 type Db = sqlx::Postgres;
 type Handle = PostgresDatabase;
+
+/// `Database::backend`'s answer.
+const BACKEND: &str = "postgres";
+
+fn db_pool(pool: &sqlx::Pool<Db>) -> DbPool {
+    DbPool::Postgres(pool.clone())
+}
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -181,33 +188,6 @@ impl Coordination for PostgresDatabase {
         let (sender, receiver) = mpsc::channel(1024);
         tokio::spawn(listen(self.pool.clone(), sender));
         Some(receiver)
-    }
-}
-
-#[async_trait]
-impl Database for PostgresDatabase {
-    fn backend(&self) -> &'static str {
-        "postgres"
-    }
-
-    fn pool(&self) -> DbPool {
-        DbPool::Postgres(self.pool.clone())
-    }
-
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok(())
-    }
-
-    async fn schema_is_current(&self) -> Result<bool> {
-        self.migrations_applied(&MIGRATOR).await
-    }
-
-    async fn close(&self) {
-        self.pool.close().await;
     }
 }
 

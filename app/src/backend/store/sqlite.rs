@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
 use super::{
-    Change, Coordination, CustomerId, CustomerLock, Database, DbPool, FeedEvent, Leadership,
-    LockInner, Result, StoreError,
+    Change, Coordination, CustomerId, CustomerLock, DbPool, FeedEvent, Leadership, LockInner,
+    Result, StoreError,
 };
 
 // The same SQL text is compiled once per backend on purpose: see `portable.rs`.
@@ -18,6 +18,13 @@ mod portable;
 
 type Db = sqlx::Sqlite;
 type Handle = SqliteDatabase;
+
+/// `Database::backend`'s answer.
+const BACKEND: &str = "sqlite";
+
+fn db_pool(pool: &sqlx::Pool<Db>) -> DbPool {
+    DbPool::Sqlite(pool.clone())
+}
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -101,32 +108,5 @@ impl Coordination for SqliteDatabase {
 
     fn change_feed(&self) -> Option<tokio::sync::mpsc::Receiver<FeedEvent>> {
         None
-    }
-}
-
-#[async_trait]
-impl Database for SqliteDatabase {
-    fn backend(&self) -> &'static str {
-        "sqlite"
-    }
-
-    fn pool(&self) -> DbPool {
-        DbPool::Sqlite(self.pool.clone())
-    }
-
-    async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1")
-            .execute(&self.pool)
-            .await
-            .map_err(classify)?;
-        Ok(())
-    }
-
-    async fn schema_is_current(&self) -> Result<bool> {
-        self.migrations_applied(&MIGRATOR).await
-    }
-
-    async fn close(&self) {
-        self.pool.close().await;
     }
 }
