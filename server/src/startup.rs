@@ -89,6 +89,10 @@ impl Application {
             Url::parse(&format!("http://{local_addr}")).expect("socket address makes a URL")
         });
 
+        // The metrics recorder first: the background jobs and the webhook registration start
+        // below and set gauges at once (a gauge set before the recorder exists is lost).
+        let prometheus = telemetry::prometheus();
+
         // Built here rather than by `get_configuration`, so the binary behaves the same whether
         // cargo-leptos, Playwright or an operator starts it.
         let leptos_options = LeptosOptions::builder()
@@ -253,7 +257,6 @@ impl Application {
             ))
             .layer(middleware::from_fn(telemetry::count_requests))
             .with_state(state);
-        let prometheus = telemetry::prometheus();
         let metrics_route = Router::new()
             .route("/metrics", get(telemetry::metrics))
             .with_state(prometheus);

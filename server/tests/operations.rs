@@ -435,3 +435,28 @@ async fn sigterm_during_a_delivery_loses_nothing() {
     assert!(exit.success(), "{exit:?}");
     assert_eq!(db_state(dir.path(), &card).await, "active");
 }
+
+/// A gauge set as the server starts (this instance leads the background jobs) is in `/metrics`
+/// of a fresh process: the recorder is installed before anything can set one.
+#[tokio::test]
+async fn gauges_set_at_start_reach_the_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let sandbox = start_sandbox(fast_sandbox_config(Storage::Memory)).await;
+    let mut server = common::process::ServerProcess::new(
+        dir.path().join("server.log"),
+        &format!("sqlite://{}/app.db", dir.path().display()),
+        sandbox.base_url().as_str(),
+        None,
+        &[],
+    );
+    server.start().await;
+    eventually(
+        Duration::from_secs(10),
+        "jobs_leader 1 in /metrics",
+        || async {
+            let text = metrics_text(&format!("{}/metrics", server.base)).await;
+            text.lines().any(|l| l == "jobs_leader 1").then_some(())
+        },
+    )
+    .await;
+}
