@@ -84,6 +84,12 @@ cmd_test() {
   fi
   say "Building the site for the end-to-end tests"
   cargo leptos build --bin-features sandbox
+  say "Benchmark smoke (seconds; the full run is in BENCHMARKS.md)"
+  if with_postgres; then
+    TEST_POSTGRES_URL="$TEST_POSTGRES_URL" cargo run -q -p bench -- --smoke
+  else
+    cargo run -q -p bench -- --smoke
+  fi
   say "Playwright end-to-end tests in Chromium (one instance, SQLite)"
   (cd end2end && npx playwright test)
   if with_postgres; then

@@ -47,7 +47,7 @@ impl Cluster {
         );
         // KEEP_TEST_DIRS=1 keeps the instances' logs (a.log, b.log) for a failed run.
         let dir = tempfile::Builder::new()
-            .keep(std::env::var_os("KEEP_TEST_DIRS").is_some())
+            .disable_cleanup(std::env::var_os("KEEP_TEST_DIRS").is_some())
             .tempdir()
             .unwrap();
         eprintln!("instances' logs: {}", dir.path().display());
