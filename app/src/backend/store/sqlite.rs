@@ -11,9 +11,9 @@ use super::{
     Result, StoreError,
 };
 
-// The same SQL text is compiled once per backend on purpose: see `portable.rs`.
+// The same SQL text is compiled once per backend on purpose: see `portable/mod.rs`.
 #[allow(clippy::duplicate_mod)]
-#[path = "portable.rs"]
+#[path = "portable/mod.rs"]
 mod portable;
 
 type Db = sqlx::Sqlite;
