@@ -1,14 +1,11 @@
 //! Saved cards as the customer and time move them.
 
 use async_trait::async_trait;
-use sqlx::{QueryBuilder, Row};
+use sqlx::Row;
 
 use super::{changes::NewChange, classify, Db, Handle, Tx};
 use crate::backend::now_ms;
-use crate::backend::store::{
-    CardId, Cards, Change, ChangeLog, CustomerId, CustomerRow, Customers, EventOutcome, Events,
-    Limits, Result, StoreError, StoredState, WebhookRegistration, Webhooks,
-};
+use crate::backend::store::{CardId, Cards, Change, CustomerId, Result, StoreError, StoredState};
 use crate::model::{failure_sentence, CardState, CardView, ChangeKind};
 
 type DbRow = <Db as sqlx::Database>::Row;

@@ -1,15 +1,12 @@
 //! The log of card changes per customer: what live pages follow and resume from.
 
 use async_trait::async_trait;
-use sqlx::{QueryBuilder, Row};
+use sqlx::QueryBuilder;
 
 use super::{classify, Db, Handle, Tx};
 use crate::backend::now_ms;
-use crate::backend::store::{
-    CardId, Cards, Change, ChangeLog, CustomerId, CustomerRow, Customers, EventOutcome, Events,
-    Limits, Result, StoreError, StoredState, WebhookRegistration, Webhooks,
-};
-use crate::model::{failure_sentence, CardState, CardView, ChangeKind};
+use crate::backend::store::{CardId, Change, ChangeLog, CustomerId, Result};
+use crate::model::ChangeKind;
 
 #[async_trait]
 impl ChangeLog for Handle {
@@ -60,7 +57,11 @@ pub(super) struct NewChange {
 
 impl NewChange {
     /// A change the customer (or time) made, not a Jetpay event.
-    pub(super) fn by_customer(customer_id: &CustomerId, card_id: &CardId, kind: ChangeKind) -> Self {
+    pub(super) fn by_customer(
+        customer_id: &CustomerId,
+        card_id: &CardId,
+        kind: ChangeKind,
+    ) -> Self {
         Self {
             customer_id: customer_id.clone(),
             card_id: card_id.clone(),
@@ -73,7 +74,11 @@ impl NewChange {
 impl Handle {
     /// Appends changes to the log in one statement (in order: their seqs ascend as given), and
     /// tells the backend's other instances, if it has any.
-    pub(super) async fn record_changes(&self, tx: &mut Tx<'_>, logged: Vec<NewChange>) -> Result<Vec<Change>> {
+    pub(super) async fn record_changes(
+        &self,
+        tx: &mut Tx<'_>,
+        logged: Vec<NewChange>,
+    ) -> Result<Vec<Change>> {
         if logged.is_empty() {
             return Ok(Vec::new());
         }

@@ -1,15 +1,11 @@
 //! Customers and their Jetpay contact.
 
 use async_trait::async_trait;
-use sqlx::{QueryBuilder, Row};
+use sqlx::Row;
 
-use super::{classify, Db, Handle, Tx};
+use super::{classify, Handle};
 use crate::backend::now_ms;
-use crate::backend::store::{
-    CardId, Cards, Change, ChangeLog, CustomerId, CustomerRow, Customers, EventOutcome, Events,
-    Limits, Result, StoreError, StoredState, WebhookRegistration, Webhooks,
-};
-use crate::model::{failure_sentence, CardState, CardView, ChangeKind};
+use crate::backend::store::{CustomerId, CustomerRow, Customers, Result, StoreError};
 
 #[async_trait]
 impl Customers for Handle {
@@ -68,7 +64,6 @@ impl Customers for Handle {
         stored.ok_or(StoreError::NotFound)
     }
 }
-
 
 impl Handle {
     async fn customer_where(&self, condition: &str, value: &str) -> Result<Option<CustomerRow>> {

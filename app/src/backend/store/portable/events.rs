@@ -1,15 +1,17 @@
 //! Jetpay's events: record each id once and apply a batch with a fixed number of statements.
 
+use std::collections::{HashMap, HashSet};
+
 use async_trait::async_trait;
-use sqlx::{QueryBuilder, Row};
+use jetpay::wire::{CardTokenized, Event, EventKind, TokenizationState};
+use sqlx::QueryBuilder;
 
 use super::{changes::NewChange, classify, Db, Handle, Tx};
 use crate::backend::now_ms;
 use crate::backend::store::{
-    CardId, Cards, Change, ChangeLog, CustomerId, CustomerRow, Customers, EventOutcome, Events,
-    Limits, Result, StoreError, StoredState, WebhookRegistration, Webhooks,
+    CardId, Change, CustomerId, EventOutcome, Events, Result, StoreError, StoredState,
 };
-use crate::model::{failure_sentence, CardState, CardView, ChangeKind};
+use crate::model::{CardState, ChangeKind};
 
 /// Rows per multi-row statement: far below both databases' limits on bound parameters (SQLite
 /// 32,766; PostgreSQL 65,535) at up to 7 parameters a row.
@@ -339,7 +341,6 @@ impl Handle {
             }
         }
     }
-}
 }
 
 /// The cards `results` name, with their owner's contact and whether the owner has a default.

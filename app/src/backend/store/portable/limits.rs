@@ -1,15 +1,9 @@
 //! Rate-limit counters shared by every instance.
 
 use async_trait::async_trait;
-use sqlx::{QueryBuilder, Row};
 
-use super::{classify, Db, Handle, Tx};
-use crate::backend::now_ms;
-use crate::backend::store::{
-    CardId, Cards, Change, ChangeLog, CustomerId, CustomerRow, Customers, EventOutcome, Events,
-    Limits, Result, StoreError, StoredState, WebhookRegistration, Webhooks,
-};
-use crate::model::{failure_sentence, CardState, CardView, ChangeKind};
+use super::{classify, Handle};
+use crate::backend::store::{Limits, Result};
 
 #[async_trait]
 impl Limits for Handle {

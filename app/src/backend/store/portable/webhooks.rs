@@ -1,15 +1,10 @@
 //! The webhook this server registered at Jetpay.
 
 use async_trait::async_trait;
-use sqlx::{QueryBuilder, Row};
 
-use super::{classify, Db, Handle, Tx};
+use super::{classify, Handle};
 use crate::backend::now_ms;
-use crate::backend::store::{
-    CardId, Cards, Change, ChangeLog, CustomerId, CustomerRow, Customers, EventOutcome, Events,
-    Limits, Result, StoreError, StoredState, WebhookRegistration, Webhooks,
-};
-use crate::model::{failure_sentence, CardState, CardView, ChangeKind};
+use crate::backend::store::{Result, WebhookRegistration, Webhooks};
 
 #[async_trait]
 impl Webhooks for Handle {
