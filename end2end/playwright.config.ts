@@ -5,6 +5,15 @@ import { defineConfig } from '@playwright/test';
 const PORT = Number(process.env.E2E_PORT ?? 3100);
 const BASE_URL = `http://127.0.0.1:${PORT}`;
 
+const site = {
+  LEPTOS_SITE_ROOT: 'target/site',
+  LEPTOS_OUTPUT_NAME: 'saved-cards',
+  LEPTOS_SITE_PKG_DIR: 'pkg',
+  RUST_LOG: 'warn',
+  // Every browser of the suite comes from 127.0.0.1: one address's budget would not last a run.
+  IP_RATE_LIMIT_PER_MINUTE: '10000',
+};
+
 export default defineConfig({
   testDir: './tests',
   timeout: 30_000,
@@ -32,13 +41,6 @@ export default defineConfig({
   },
   webServer: process.env.E2E_INSTANCES === '2' ? twoInstances() : oneInstance(),
 });
-
-const site = {
-  LEPTOS_SITE_ROOT: 'target/site',
-  LEPTOS_OUTPUT_NAME: 'saved-cards',
-  LEPTOS_SITE_PKG_DIR: 'pkg',
-  RUST_LOG: 'warn',
-};
 
 /** One server on SQLite with its embedded sandbox: a fresh database for every run. */
 function oneInstance() {
@@ -87,10 +89,7 @@ function twoInstances() {
   });
   return [
     instance(a, { JETPAY_SANDBOX_ADDR: `127.0.0.1:${PORT + 2}`, JETPAY_SANDBOX_DB: 'memory' }),
-    instance(b, {
-      JETPAY_BASE_URL: `http://127.0.0.1:${PORT + 2}`,
-      JETPAY_API_TOKEN: 'sandbox-token',
-    }),
+    instance(b, { JETPAY_SANDBOX_URL: `http://127.0.0.1:${PORT + 2}` }),
     {
       command: `exec node round-robin-proxy.mjs ${PORT} ${a} ${b}`,
       url: `${BASE_URL}/health`,

@@ -21,20 +21,24 @@ function connect(client, first, tries) {
   }
   const port = upstreams[(first + tries) % upstreams.length];
   const upstream = net.connect({ host: '127.0.0.1', port });
+  let connected = false;
   upstream.once('connect', () => {
-    client.pipe(upstream).pipe(client);
+    connected = true;
+    client.pipe(upstream);
+    upstream.pipe(client);
     client.resume();
   });
-  upstream.once('error', (error) => {
-    if (!upstream.connecting && upstream.bytesWritten > 0) {
-      client.destroy(error);
-    } else {
+  upstream.on('error', () => {
+    if (!connected) {
       connect(client, first, tries + 1);
+    } else {
+      // The instance hung up (e.g. answered 413 before reading the body): let what it sent
+      // reach the browser, as a real load balancer does, rather than resetting.
+      client.end();
     }
   });
-  client.once('error', () => upstream.destroy());
+  client.on('error', () => upstream.destroy());
   client.once('close', () => upstream.destroy());
-  upstream.once('close', () => client.destroy());
 }
 
 net

@@ -19,6 +19,19 @@ pub enum JetpayTarget {
         /// `None`: in memory (tests); otherwise a SQLite file that survives restarts.
         database: Option<PathBuf>,
     },
+    /// `JETPAY_SANDBOX_URL` set (development only): another instance's embedded sandbox, so that
+    /// several instances of one development setup share one Jetpay.
+    SharedSandbox { base_url: Url },
+}
+
+impl JetpayTarget {
+    /// Whether this Jetpay is a sandbox (test mode: no real card is charged).
+    pub fn is_sandbox(&self) -> bool {
+        matches!(
+            self,
+            JetpayTarget::Sandbox { .. } | JetpayTarget::SharedSandbox { .. }
+        )
+    }
 }
 
 #[derive(Clone, PartialEq)]
@@ -173,6 +186,12 @@ impl Config {
                     "must be set when JETPAY_API_TOKEN is, e.g. https://extapi.demo.jetpay.baselinepayments.com",
                 ))
             }
+            (None, None) if get("JETPAY_SANDBOX_URL").is_some() => JetpayTarget::SharedSandbox {
+                base_url: parse_url(
+                    "JETPAY_SANDBOX_URL",
+                    get("JETPAY_SANDBOX_URL").unwrap_or_default(),
+                )?,
+            },
             (None, None) if !cfg!(feature = "sandbox") => {
                 return Err(bad(
                     "JETPAY_BASE_URL",
@@ -192,7 +211,7 @@ impl Config {
                 },
             },
         };
-        let sandbox = matches!(jetpay, JetpayTarget::Sandbox { .. });
+        let sandbox = jetpay.is_sandbox();
         if production {
             check_production(&jetpay, public_url.as_ref())?;
         }
@@ -312,13 +331,20 @@ impl Config {
     /// The demo customer (with its password shown on the sign-in page) exists only against the
     /// embedded sandbox outside production: never next to a real Jetpay.
     pub fn seeds_demo_customer(&self) -> bool {
-        !self.production && matches!(self.jetpay, JetpayTarget::Sandbox { .. })
+        !self.production && self.jetpay.is_sandbox()
     }
 }
 
 /// Production fails closed: no fake payment provider, and a public URL browsers reach over TLS
 /// (secure cookies, HSTS and Jetpay's callback all depend on it).
 fn check_production(jetpay: &JetpayTarget, public_url: Option<&Url>) -> Result<(), ConfigError> {
+    if let JetpayTarget::SharedSandbox { base_url } = jetpay {
+        return Err(bad(
+            "JETPAY_SANDBOX_URL",
+            base_url.as_str(),
+            "is for development only: production never uses a sandbox",
+        ));
+    }
     if matches!(jetpay, JetpayTarget::Sandbox { .. }) {
         return Err(bad(
             "JETPAY_BASE_URL",
@@ -492,6 +518,17 @@ mod tests {
         assert!(!Config::from_vars(&vars(&REAL_JETPAY))
             .unwrap()
             .seeds_demo_customer());
+        // A second development instance on the first one's sandbox; never in production.
+        let mut second = vec![("JETPAY_SANDBOX_URL", "http://127.0.0.1:3002")];
+        let config = Config::from_vars(&vars(&second)).unwrap();
+        assert!(config.seeds_demo_customer());
+        assert!(matches!(config.jetpay, JetpayTarget::SharedSandbox { .. }));
+        second.extend([
+            ("LEPTOS_ENV", "PROD"),
+            ("PUBLIC_URL", "https://cards.example.com"),
+        ]);
+        let err = Config::from_vars(&vars(&second)).unwrap_err();
+        assert_eq!(err.variable, "JETPAY_SANDBOX_URL");
     }
 
     #[test]

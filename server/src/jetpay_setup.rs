@@ -15,11 +15,12 @@ use url::Url;
 use crate::config::{Config, JetpayTarget};
 
 /// The sandbox's API token in development. Not a secret: the sandbox holds no real data.
-#[cfg(feature = "sandbox")]
 const SANDBOX_TOKEN: &str = "sandbox-token";
 
 pub struct JetpayConnection {
     pub client: Client,
+    /// A sandbox, embedded or another instance's: customers see "Test mode".
+    test_mode: bool,
     /// Kept alive while the server runs; `None` with a real Jetpay.
     #[cfg(feature = "sandbox")]
     pub sandbox: Option<Sandbox>,
@@ -27,10 +28,7 @@ pub struct JetpayConnection {
 
 impl JetpayConnection {
     pub fn is_sandbox(&self) -> bool {
-        #[cfg(feature = "sandbox")]
-        return self.sandbox.is_some();
-        #[cfg(not(feature = "sandbox"))]
-        false
+        self.test_mode
     }
 
     /// Origin (scheme, host, port) of Jetpay: the only origin our pages may frame.
@@ -62,6 +60,19 @@ pub async fn connect(config: &Config, public_url: &Url) -> Result<JetpayConnecti
             })?;
             Ok(JetpayConnection {
                 client,
+                test_mode: false,
+                #[cfg(feature = "sandbox")]
+                sandbox: None,
+            })
+        }
+        JetpayTarget::SharedSandbox { base_url } => {
+            let client = Client::new(ClientConfig {
+                timeout: config.jetpay_timeout,
+                ..ClientConfig::new(base_url.clone(), ApiToken::new(SANDBOX_TOKEN))
+            })?;
+            Ok(JetpayConnection {
+                client,
+                test_mode: true,
                 #[cfg(feature = "sandbox")]
                 sandbox: None,
             })
@@ -98,6 +109,7 @@ pub async fn connect(config: &Config, public_url: &Url) -> Result<JetpayConnecti
             })?;
             Ok(JetpayConnection {
                 client,
+                test_mode: true,
                 sandbox: Some(sandbox),
             })
         }
