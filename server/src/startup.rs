@@ -40,6 +40,37 @@ const SESSION_COOKIE: &str = "saved_cards_session";
 const SESSION_COOKIE_PROD: &str = "__Host-saved_cards_session";
 /// The largest form or server function body a page may send.
 const MAX_FORM_BYTES: usize = 64 * 1024;
+/// A too-large form up to this size is read to its end before the 413: closing a connection with
+/// unread data resets it, and a proxy in between then loses the answer (the client sees a reset,
+/// not a 413). Larger ones are cut off at once.
+const DRAIN_BYTES: usize = 1024 * 1024;
+
+/// Refuses a form whose declared length is over [`MAX_FORM_BYTES`] with a plain 413, after
+/// reading (and dropping) its body when it is at most [`DRAIN_BYTES`].
+async fn refuse_large_forms(
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    match declared {
+        Some(length) if length > MAX_FORM_BYTES => {
+            if length <= DRAIN_BYTES {
+                let _ = axum::body::to_bytes(request.into_body(), DRAIN_BYTES).await;
+            }
+            (
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "That was more than a form can hold. Shorten what you typed and try again.",
+            )
+                .into_response()
+        }
+        _ => next.run(request).await,
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -235,10 +266,11 @@ impl Application {
             ))
             .layer(sessions)
             .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
-            // A larger body is refused with 413 before anything reads it.
+            // A larger body is refused with 413 before anything uses it.
             .layer(tower_http::limit::RequestBodyLimitLayer::new(
                 MAX_FORM_BYTES,
-            ));
+            ))
+            .layer(middleware::from_fn(refuse_large_forms));
         let router = Router::new()
             .route(
                 "/webhooks/jetpay",
