@@ -96,8 +96,10 @@ cmd_test() {
     local db="saved_cards_e2e_$$"
     say "Playwright again: two instances on PostgreSQL behind a round-robin proxy"
     psql "$TEST_POSTGRES_URL/postgres" -qc "CREATE DATABASE $db"
-    trap 'psql "$TEST_POSTGRES_URL/postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"' EXIT
-    (cd end2end && E2E_INSTANCES=2 E2E_DATABASE_URL="$TEST_POSTGRES_URL/$db" npx playwright test)
+    local status=0
+    (cd end2end && E2E_INSTANCES=2 E2E_DATABASE_URL="$TEST_POSTGRES_URL/$db" npx playwright test) || status=$?
+    psql "$TEST_POSTGRES_URL/postgres" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)"
+    return "$status"
   fi
 }
 
