@@ -172,7 +172,13 @@ async fn measure(
     migrate_like_ours(database, bare).await?;
     let bare_pool = AnyPool::connect(bare).await.map_err(|e| e.to_string())?;
     let bare_cards = seed(&bare_pool, events).await?;
-    let bare_per_second = write_in_process(&bare_pool, &bare_cards).await?;
+    // As many transactions in flight as the server had deliveries, where the database lets
+    // writers overlap (PostgreSQL); SQLite has one writer, so one at a time.
+    let in_flight = match database {
+        Database::Sqlite => 1,
+        Database::Postgres(_) => CONCURRENCY,
+    };
+    let bare_per_second = write_in_process(&bare_pool, &bare_cards, in_flight).await?;
 
     let ratio = ours_per_second / bare_per_second;
     let client_share = client_cpu.as_secs_f64() / elapsed.as_secs_f64();
@@ -294,57 +300,65 @@ async fn migrate_like_ours(_database: &Database, url: &str) -> Result<(), String
         .map_err(|e| e.to_string())
 }
 
-/// The same rows the server writes per event, by bare SQL, one transaction per batch: record the
-/// ids, move the cards, log the changes.
-async fn write_in_process(pool: &AnyPool, cards: &Cards) -> Result<f64, String> {
+/// The same rows the server writes per event, by bare SQL, one transaction per batch (`in_flight`
+/// at once): record the ids, move the cards, log the changes.
+async fn write_in_process(pool: &AnyPool, cards: &Cards, in_flight: usize) -> Result<f64, String> {
     let started = Instant::now();
-    let now = 1_700_000_000_000_i64;
-    for (b, chunk) in cards.chunks(BATCH).enumerate() {
-        let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
-        let ids: Vec<i64> = (0..chunk.len())
-            .map(|i| (b * BATCH + i + 1) as i64)
-            .collect();
-        let sql = format!(
-            "INSERT INTO jetpay_events (event_id, event_type, outcome, received_at) VALUES {}",
-            placeholders(
-                ids.len(),
-                1,
-                ", 'contacts.creditcards.tokenized', 'applied', $0"
-            )
-        );
-        let mut events = sqlx::query(&sql).bind(now);
-        for id in &ids {
-            events = events.bind(*id);
-        }
-        events.execute(&mut *tx).await.map_err(|e| e.to_string())?;
-        let sql = format!(
-            "UPDATE cards SET state = 'active', brand = 'visa', last4 = '4242', form_url = NULL, \
-             updated_at = $1 WHERE state IN ('pending', 'expired') AND jetpay_card_id IN ({}) \
-             RETURNING id, customer_id",
-            (2..chunk.len() + 2)
-                .map(|n| format!("${n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let mut moved = sqlx::query_as(&sql).bind(now);
-        for (card, _) in chunk {
-            moved = moved.bind(card.clone());
-        }
-        let rows: Vec<(String, String)> =
-            moved.fetch_all(&mut *tx).await.map_err(|e| e.to_string())?;
-        let sql = format!(
-            "INSERT INTO card_changes (customer_id, card_id, event_id, announcement, created_at) \
-             VALUES {}",
-            placeholders(rows.len(), 3, ", 'activated', $0")
-        );
-        let mut changes = sqlx::query(&sql).bind(now);
-        for ((card, customer), id) in rows.iter().zip(&ids) {
-            changes = changes.bind(customer.clone()).bind(card.clone()).bind(*id);
-        }
-        changes.execute(&mut *tx).await.map_err(|e| e.to_string())?;
-        tx.commit().await.map_err(|e| e.to_string())?;
-    }
+    let results: Vec<Result<(), String>> = stream::iter(cards.chunks(BATCH).enumerate())
+        .map(|(b, chunk)| write_batch(pool, b, chunk))
+        .buffer_unordered(in_flight)
+        .collect()
+        .await;
+    results.into_iter().collect::<Result<(), String>>()?;
     Ok(cards.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+/// One batch's rows in one transaction.
+async fn write_batch(pool: &AnyPool, b: usize, chunk: &[(String, String)]) -> Result<(), String> {
+    let now = 1_700_000_000_000_i64;
+    let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
+    let ids: Vec<i64> = (0..chunk.len())
+        .map(|i| (b * BATCH + i + 1) as i64)
+        .collect();
+    let sql = format!(
+        "INSERT INTO jetpay_events (event_id, event_type, outcome, received_at) VALUES {}",
+        placeholders(
+            ids.len(),
+            1,
+            ", 'contacts.creditcards.tokenized', 'applied', $0"
+        )
+    );
+    let mut events = sqlx::query(&sql).bind(now);
+    for id in &ids {
+        events = events.bind(*id);
+    }
+    events.execute(&mut *tx).await.map_err(|e| e.to_string())?;
+    let sql = format!(
+        "UPDATE cards SET state = 'active', brand = 'visa', last4 = '4242', form_url = NULL, \
+         updated_at = $1 WHERE state IN ('pending', 'expired') AND jetpay_card_id IN ({}) \
+         RETURNING id, customer_id",
+        (2..chunk.len() + 2)
+            .map(|n| format!("${n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut moved = sqlx::query_as(&sql).bind(now);
+    for (card, _) in chunk {
+        moved = moved.bind(card.clone());
+    }
+    let rows: Vec<(String, String)> = moved.fetch_all(&mut *tx).await.map_err(|e| e.to_string())?;
+    let sql = format!(
+        "INSERT INTO card_changes (customer_id, card_id, event_id, announcement, created_at) \
+         VALUES {}",
+        placeholders(rows.len(), 3, ", 'activated', $0")
+    );
+    let mut changes = sqlx::query(&sql).bind(now);
+    for ((card, customer), id) in rows.iter().zip(&ids) {
+        changes = changes.bind(customer.clone()).bind(card.clone()).bind(*id);
+    }
+    changes.execute(&mut *tx).await.map_err(|e| e.to_string())?;
+    tx.commit().await.map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 /// `rows` value lists of `per_row` placeholders each, numbered from `$2`, each followed by
