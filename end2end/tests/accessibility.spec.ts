@@ -29,6 +29,9 @@ test('keyboard only: add a card without touching the mouse', async ({ page }) =>
   await page.keyboard.press('Enter');
   await expect(page.locator('iframe[title="Jetpay secure card form"]')).toBeFocused();
   const frame = page.frameLocator('iframe[title="Jetpay secure card form"]');
+  // A person tabs into the form once they see it: on a cold server its page can arrive after
+  // the frame took focus.
+  await expect(frame.getByLabel('Card number')).toBeVisible();
   await page.keyboard.press('Tab');
   await expect(frame.getByLabel('Card number')).toBeFocused();
   await page.keyboard.type(SUCCESS, { delay: 30 });
