@@ -22,9 +22,11 @@ use std::process::ExitCode;
 use report::Row;
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let smoke = args.iter().any(|a| a == "--smoke");
-    let chosen: Vec<&str> = args
+    // The first argument is the program's own path; options start with `--`; the rest name goals.
+    let args: Vec<String> = std::env::args().collect();
+    let given = args.get(1..).unwrap_or_default();
+    let smoke = given.iter().any(|a| a == "--smoke");
+    let chosen: Vec<&str> = given
         .iter()
         .filter(|a| !a.starts_with("--"))
         .map(String::as_str)
