@@ -7,7 +7,8 @@ use tower_sessions::Session;
 
 use crate::backend::{AppError, Backend, CustomerId};
 
-const CUSTOMER_KEY: &str = "customer_id";
+/// The session key holding the signed-in customer's id.
+pub const CUSTOMER_KEY: &str = "customer_id";
 
 /// This response's Content-Security-Policy nonce, put in the request's extensions by the server's
 /// header layer; [`provide_csp_nonce`] hands it to Leptos so its inline scripts carry it.

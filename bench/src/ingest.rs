@@ -5,18 +5,17 @@
 //! Each event activates one card, so every event writes what a real one writes: its id and
 //! outcome, the card, and a change for live pages.
 
-use std::{collections::HashMap, time::Instant};
+use std::time::Instant;
 
 use futures::{stream, StreamExt};
-use jetpay::test_util::{batch, claims_for, tokenized_json};
-use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rsa::{pkcs1::EncodeRsaPrivateKey, pkcs8::DecodePrivateKey, RsaPrivateKey};
+use jetpay::test_util::tokenized_json;
 use serde_json::Value;
 use sqlx::{AnyPool, Connection};
 
 use crate::{
     cpu,
     report::{thousands, Row},
+    server::{placeholders, post_delivery, Running, Signer, NOW_MS},
 };
 
 const BATCH: usize = 100;
@@ -26,6 +25,7 @@ const CONCURRENCY: usize = 4;
 const GOAL_EVENTS_PER_SECOND: f64 = 20_000.0;
 const GOAL_RATIO: f64 = 0.5;
 
+#[derive(Clone)]
 pub enum Database {
     Sqlite,
     /// A PostgreSQL server; the run makes its own databases there and drops them.
@@ -41,7 +41,7 @@ impl Database {
     }
 
     /// A new, empty database's URL.
-    async fn create(&self, dir: &std::path::Path, label: &str) -> Result<String, String> {
+    pub async fn create(&self, dir: &std::path::Path, label: &str) -> Result<String, String> {
         match self {
             Database::Sqlite => Ok(format!("sqlite://{}/{label}.db", dir.display())),
             Database::Postgres(server) => {
@@ -58,7 +58,7 @@ impl Database {
         }
     }
 
-    async fn drop_database(&self, url: &str) {
+    pub async fn drop_database(&self, url: &str) {
         if let Database::Postgres(server) = self {
             let name = url.rsplit('/').next().unwrap_or_default();
             if let Ok(mut admin) = sqlx::PgConnection::connect(&format!("{server}/postgres")).await
@@ -92,39 +92,16 @@ async fn measure(
     events: usize,
 ) -> Result<Row, String> {
     let sandbox_db = dir.join("sandbox.db");
-    let vars: HashMap<String, String> = [
-        ("LEPTOS_SITE_ADDR", "127.0.0.1:0"),
-        ("JETPAY_SANDBOX_ADDR", "127.0.0.1:0"),
-        ("JETPAY_SANDBOX_DB", sandbox_db.to_str().unwrap_or_default()),
-        ("DATABASE_URL", ours),
-        ("IP_RATE_LIMIT_PER_MINUTE", "1000000"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
-    let config = server::config::Config::from_vars(&vars).map_err(|e| e.to_string())?;
-    let app = server::startup::Application::build(config)
-        .await
-        .map_err(|e| e.to_string())?;
-    let base = format!("http://{}", app.local_addr());
-    let callback = app
-        .public_url
-        .join("/webhooks/jetpay")
-        .map_err(|e| e.to_string())?
-        .to_string();
-    let store = app.backend.store.clone();
-    tokio::spawn(app.run());
-    let registration = loop {
-        if let Ok(Some(registration)) = store.webhook_registration(&callback).await {
-            break registration;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let server = Running::start(ours, &sandbox_db, &[]).await?;
+    let registration = server
+        .registration
+        .clone()
+        .ok_or("no webhook registration")?;
 
     sqlx::any::install_default_drivers();
     let pool = AnyPool::connect(ours).await.map_err(|e| e.to_string())?;
     let cards = seed(&pool, events).await?;
-    let (kid, key) = sandbox_key(&sandbox_db).await?;
+    let signer = Signer::of_sandbox(&sandbox_db).await?;
     let deliveries: Vec<(Vec<u8>, String)> = cards
         .chunks(BATCH)
         .enumerate()
@@ -136,16 +113,12 @@ async fn measure(
                     tokenized_json((b * BATCH + i + 1) as i64, contact, card, "succeeded")
                 })
                 .collect();
-            let body = batch(registration.webhook_id, &events);
-            let mut header = Header::new(Algorithm::RS256);
-            header.kid = Some(kid.clone());
-            let token = jsonwebtoken::encode(&header, &claims_for(&body), &key).expect("signs");
-            (body, format!("Bearer {token}"))
+            signer.delivery(registration.webhook_id, &events)
         })
         .collect();
 
     // The load client on a thread (and runtime) of its own, so its CPU is its own.
-    let url = format!("{base}/webhooks/jetpay");
+    let base = server.base.clone();
     let api_key = registration.api_key.clone();
     let server_cpu_before = cpu::this_process();
     let client = std::thread::spawn(move || {
@@ -153,9 +126,10 @@ async fn measure(
             .enable_all()
             .build()
             .expect("client runtime");
-        runtime.block_on(deliver(url, api_key, deliveries))
+        runtime.block_on(deliver(base, api_key, deliveries))
     });
     let (elapsed, client_cpu, statuses) = client.join().map_err(|_| "client panicked")?;
+    server.stop();
     let process_cpu = cpu::this_process().saturating_sub(server_cpu_before);
     if let Some(bad) = statuses.iter().find(|s| **s != 204) {
         return Err(format!("a delivery was answered {bad}"));
@@ -209,7 +183,7 @@ async fn measure(
 /// Sends every delivery, `CONCURRENCY` at a time; returns the wall time, this thread's CPU and
 /// each answer's status.
 async fn deliver(
-    url: String,
+    base: String,
     api_key: String,
     deliveries: Vec<(Vec<u8>, String)>,
 ) -> (std::time::Duration, std::time::Duration, Vec<u16>) {
@@ -217,13 +191,8 @@ async fn deliver(
     let cpu_before = cpu::this_thread();
     let started = Instant::now();
     let statuses: Vec<u16> = stream::iter(deliveries)
-        .map(|(body, auth)| {
-            let request = http
-                .post(&url)
-                .header("content-type", "application/json")
-                .header("authorization", auth)
-                .header(jetpay::unspecified::CALLBACK_API_KEY_HEADER, &api_key)
-                .body(body);
+        .map(|delivery| {
+            let request = post_delivery(&http, &base, &api_key, delivery);
             async move {
                 match request.send().await {
                     Ok(response) => response.status().as_u16(),
@@ -243,7 +212,7 @@ async fn deliver(
 
 /// Customers with contacts, each with pending cards: the same rows Add card leaves.
 async fn seed(pool: &AnyPool, events: usize) -> Result<Cards, String> {
-    let now = 1_700_000_000_000_i64;
+    let now = NOW_MS;
     let mut cards = Vec::with_capacity(events);
     let customers = events.div_ceil(CARDS_PER_CUSTOMER);
     let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
@@ -315,7 +284,7 @@ async fn write_in_process(pool: &AnyPool, cards: &Cards, in_flight: usize) -> Re
 
 /// One batch's rows in one transaction.
 async fn write_batch(pool: &AnyPool, b: usize, chunk: &[(String, String)]) -> Result<(), String> {
-    let now = 1_700_000_000_000_i64;
+    let now = NOW_MS;
     let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
     let ids: Vec<i64> = (0..chunk.len())
         .map(|i| (b * BATCH + i + 1) as i64)
@@ -359,47 +328,4 @@ async fn write_batch(pool: &AnyPool, b: usize, chunk: &[(String, String)]) -> Re
     changes.execute(&mut *tx).await.map_err(|e| e.to_string())?;
     tx.commit().await.map_err(|e| e.to_string())?;
     Ok(())
-}
-
-/// `rows` value lists of `per_row` placeholders each, numbered from `$2`, each followed by
-/// `tail`, in which `$0` stands for `$1` (a value shared by every row, bound first). Written out
-/// because the `Any` driver's query builder emits `?`, which PostgreSQL does not take.
-fn placeholders(rows: usize, per_row: usize, tail: &str) -> String {
-    let tail = tail.replace("$0", "$1");
-    (0..rows)
-        .map(|r| {
-            let own: Vec<String> = (0..per_row)
-                .map(|c| format!("${}", 2 + r * per_row + c))
-                .collect();
-            format!("({}{tail})", own.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// The embedded sandbox's current signing key, from its database: the bench signs deliveries as
-/// Jetpay does.
-async fn sandbox_key(path: &std::path::Path) -> Result<(String, EncodingKey), String> {
-    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .map_err(|e| e.to_string())?;
-    let (kid, pem): (String, String) =
-        sqlx::query_as("SELECT kid, private_key_pem FROM signing_keys WHERE is_current = 1")
-            .fetch_one(&mut conn)
-            .await
-            .map_err(|e| e.to_string())?;
-    let private = RsaPrivateKey::from_pkcs8_pem(&pem).map_err(|e| e.to_string())?;
-    let der = private.to_pkcs1_der().map_err(|e| e.to_string())?;
-    Ok((kid, EncodingKey::from_rsa_der(der.as_bytes())))
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn placeholders_number_rows_after_the_shared_value() {
-        assert_eq!(
-            super::placeholders(2, 2, ", 'x', $0"),
-            "($2, $3, 'x', $1), ($4, $5, 'x', $1)"
-        );
-    }
 }

@@ -3,9 +3,9 @@
 //! prints every figure, its baseline and the ratio.
 //!
 //! ```sh
-//! cargo leptos build --release --bin-features sandbox   # P5 reads the release WASM it builds
+//! cargo leptos build --release --bin-features sandbox   # the server P3 runs, the WASM P5 weighs
 //! cargo run --release -p bench                           # every goal, full size
-//! cargo run --release -p bench -- p2                     # one goal
+//! cargo run --release -p bench -- p2 p4                  # some goals
 //! cargo run -p bench -- --smoke                          # seconds: what the test command runs
 //! ```
 //!
@@ -14,28 +14,50 @@
 
 mod cpu;
 mod ingest;
+mod live;
+mod memory;
+mod page;
 mod report;
+mod server;
 mod wasm;
 
 use std::process::ExitCode;
 
 use report::Row;
 
+const GOALS: [&str; 5] = ["p1", "p2", "p3", "p4", "p5"];
+
 fn main() -> ExitCode {
     // The first argument is the program's own path; options start with `--`; the rest name goals.
     let args: Vec<String> = std::env::args().collect();
     let given = args.get(1..).unwrap_or_default();
+    if given.first().map(String::as_str) == Some(memory::BARE_SSE_MODE) {
+        let port = given.get(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+        memory::serve_bare_sse(port);
+        return ExitCode::SUCCESS;
+    }
     let smoke = given.iter().any(|a| a == "--smoke");
-    let chosen: Vec<&str> = given
+    let chosen: Vec<String> = given
         .iter()
         .filter(|a| !a.starts_with("--"))
-        .map(String::as_str)
+        .map(|a| a.to_lowercase())
         .collect();
-    let wants = |id: &str| chosen.is_empty() || chosen.contains(&id);
+    if let Some(unknown) = chosen.iter().find(|c| !GOALS.contains(&c.as_str())) {
+        eprintln!("unknown goal {unknown}: choose among {}", GOALS.join(", "));
+        return ExitCode::FAILURE;
+    }
+    let wants = |id: &str| chosen.is_empty() || chosen.iter().any(|c| c == id);
     let postgres = std::env::var("BENCH_POSTGRES_URL")
         .or_else(|_| std::env::var("TEST_POSTGRES_URL"))
         .ok()
         .filter(|url| !url.is_empty());
+    let mut databases = vec![ingest::Database::Sqlite];
+    match &postgres {
+        Some(url) => databases.push(ingest::Database::Postgres(url.clone())),
+        None => eprintln!(
+            "PostgreSQL figures (P1 across two instances, P2) skipped: set BENCH_POSTGRES_URL"
+        ),
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -44,32 +66,56 @@ fn main() -> ExitCode {
         .expect("runtime");
     let mut rows: Vec<Row> = Vec::new();
     let mut failed = false;
+    let mut record = |what: &str, result: Result<Row, String>| match result {
+        Ok(row) => {
+            println!("{what}: done");
+            rows.push(row)
+        }
+        Err(e) => {
+            eprintln!("{what} failed: {e}");
+            failed = true;
+        }
+    };
     runtime.block_on(async {
-        if wants("p2") {
-            let events = if smoke { 1_000 } else { 20_000 };
-            let mut databases = vec![ingest::Database::Sqlite];
-            match &postgres {
-                Some(url) => databases.push(ingest::Database::Postgres(url.clone())),
-                None => eprintln!("P2 on PostgreSQL skipped: set BENCH_POSTGRES_URL"),
-            }
-            for database in databases {
-                match ingest::run(&database, events).await {
-                    Ok(row) => rows.push(row),
-                    Err(e) => {
-                        eprintln!("P2 ({}) failed: {e}", database.name());
-                        failed = true;
-                    }
-                }
+        if wants("p1") {
+            let size = if smoke {
+                live::Size::smoke()
+            } else {
+                live::Size::full()
+            };
+            for database in &databases {
+                record(
+                    &format!("P1 ({})", database.name()),
+                    live::run(database, &size).await,
+                );
             }
         }
-        if wants("p5") {
-            match wasm::run() {
-                Ok(row) => rows.push(row),
-                Err(e) => {
-                    eprintln!("P5 failed: {e}");
-                    failed = true;
-                }
+        if wants("p2") {
+            let events = if smoke { 1_000 } else { 20_000 };
+            for database in &databases {
+                record(
+                    &format!("P2 ({})", database.name()),
+                    ingest::run(database, events).await,
+                );
             }
+        }
+        if wants("p3") {
+            let size = if smoke {
+                memory::Size::smoke()
+            } else {
+                memory::Size::full()
+            };
+            record("P3 (streams)", memory::streams(&size).await);
+            record("P3 (idle)", memory::idle(&size).await);
+        }
+        if wants("p4") {
+            let size = page::Size {
+                seconds: if smoke { 0.3 } else { 5.0 },
+            };
+            record("P4", page::run(&size).await);
+        }
+        if wants("p5") {
+            record("P5", wasm::run());
         }
     });
     report::print(&rows, smoke);

@@ -34,7 +34,7 @@ use crate::{
     telemetry, webhook,
 };
 
-const SESSION_COOKIE: &str = "saved_cards_session";
+pub const SESSION_COOKIE: &str = "saved_cards_session";
 /// In production the `__Host-` prefix makes the browser insist on Secure, Path=/ and no Domain,
 /// so no subdomain can plant or read the session cookie.
 const SESSION_COOKIE_PROD: &str = "__Host-saved_cards_session";
