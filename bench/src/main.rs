@@ -25,6 +25,11 @@ use std::process::ExitCode;
 
 use report::Row;
 
+/// The server binary's allocator: the in-process server and every bare baseline allocate as
+/// the shipped server does, so a ratio measures code, not allocators.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 const GOALS: [&str; 5] = ["p1", "p2", "p3", "p4", "p5"];
 
 fn main() -> ExitCode {

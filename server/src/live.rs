@@ -12,7 +12,7 @@
 //! streams at once; pages share one per browser, and fall back to polling when refused.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     convert::Infallible,
     sync::{Arc, Mutex},
     time::Duration,
@@ -32,8 +32,7 @@ use axum::{
 };
 use futures::Stream;
 use serde::Deserialize;
-use tokio::sync::{broadcast::error::RecvError, mpsc};
-use tokio_stream::wrappers::ReceiverStream;
+use tokio::sync::broadcast::error::RecvError;
 use tower_sessions::{Session, SessionStore};
 
 use crate::state::AppState;
@@ -113,7 +112,7 @@ pub async fn stream(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<i64>().ok());
-    let mut position = match last_event_id.or(position.since) {
+    let position = match last_event_id.or(position.since) {
         Some(seq) => seq,
         None => match state.backend.store.latest_change(&customer).await {
             Ok(seq) => seq,
@@ -124,80 +123,111 @@ pub async fn stream(
         },
     };
 
-    let (tx, rx) = mpsc::channel::<Event>(64);
-    let backend = state.backend.clone();
-    let sessions = state.sessions.clone();
-    let shutdown = state.shutdown.clone();
-    tokio::spawn(async move {
-        let _slot = slot;
-        let mut live = backend.notifier.subscribe(&customer);
-        let mut session_check = tokio::time::interval(SESSION_CHECK);
-        // Catch up from the database, then follow live changes.
-        let mut catch_up = true;
+    let follower = Follower {
+        live: state.backend.notifier.subscribe(&customer),
+        backend: state.backend.clone(),
+        sessions: state.sessions.clone(),
+        session_id,
+        customer,
+        session_check: tokio::time::interval(SESSION_CHECK),
+        shutdown: state.shutdown.clone(),
+        position,
+        catch_up: true,
+        queued: VecDeque::new(),
+        ending: false,
+        _slot: slot,
+    };
+    // No task and no channel per stream: the response body itself reads the log and the
+    // notifier, one event at a time, and is dropped with the connection (P3 in BENCHMARKS.md).
+    let events = futures::stream::unfold(follower, |mut follower| async move {
+        let event = follower.next().await?;
+        Some((event, follower))
+    });
+    sse(events).into_response()
+}
+
+/// One stream's position in its customer's changes, and what ends it.
+struct Follower {
+    backend: Arc<app::backend::Backend>,
+    sessions: crate::sessions::Sessions,
+    session_id: tower_sessions::session::Id,
+    customer: CustomerId,
+    live: app::backend::notify::Subscription,
+    session_check: tokio::time::Interval,
+    shutdown: tokio_util::sync::CancellationToken,
+    position: i64,
+    /// Whether the log must be read before following live changes.
+    catch_up: bool,
+    /// Events read from the log, not yet sent.
+    queued: VecDeque<Event>,
+    /// The last event (a reconnect hint) is out: end after it.
+    ending: bool,
+    _slot: StreamSlot,
+}
+
+impl Follower {
+    /// The next event to send; `None` ends the stream.
+    async fn next(&mut self) -> Option<Event> {
         loop {
-            if catch_up {
-                match backend
+            if let Some(event) = self.queued.pop_front() {
+                return Some(event);
+            }
+            if self.ending {
+                return None;
+            }
+            if self.catch_up {
+                match self
+                    .backend
                     .store
-                    .changes_since(&customer, position, CATCH_UP_PAGE)
+                    .changes_since(&self.customer, self.position, CATCH_UP_PAGE)
                     .await
                 {
                     Ok(changes) => {
                         // A full page means there may be more: read on before going live.
-                        catch_up = changes.len() as i64 == CATCH_UP_PAGE;
+                        self.catch_up = changes.len() as i64 == CATCH_UP_PAGE;
                         for change in changes {
-                            position = change.seq;
-                            if tx.send(to_event(change)).await.is_err() {
-                                return;
-                            }
-                        }
-                        if catch_up {
-                            continue;
+                            self.position = change.seq;
+                            self.queued.push_back(to_event(change));
                         }
                     }
                     Err(e) => {
                         tracing::warn!(error = ?e, "live stream catch-up failed; retrying");
                         tokio::time::sleep(Duration::from_secs(1)).await;
-                        if tx.is_closed() {
-                            return;
-                        }
-                        continue;
                     }
                 }
+                continue;
             }
             tokio::select! {
-                received = live.changes.recv() => match received {
-                    Ok(change) if change.seq > position => {
-                        position = change.seq;
-                        if tx.send(to_event(change)).await.is_err() {
-                            return;
-                        }
+                received = self.live.changes.recv() => match received {
+                    Ok(change) if change.seq > self.position => {
+                        self.position = change.seq;
+                        return Some(to_event(change));
                     }
                     Ok(_) => {}
-                    Err(RecvError::Lagged(_)) => catch_up = true,
-                    Err(RecvError::Closed) => return,
+                    Err(RecvError::Lagged(_)) => self.catch_up = true,
+                    Err(RecvError::Closed) => return None,
                 },
-                _ = live.resync.changed() => catch_up = true,
-                _ = tx.closed() => return,
-                _ = shutdown.cancelled() => {
+                _ = self.live.resync.changed() => self.catch_up = true,
+                _ = self.shutdown.cancelled() => {
                     // This instance is stopping: tell the browser to come back soon (to another
                     // instance, or to this one restarted); it resumes with Last-Event-ID.
-                    let _ = tx
-                        .send(Event::default().retry(RECONNECT_AFTER_SHUTDOWN).comment("shutting down"))
-                        .await;
-                    return;
+                    self.ending = true;
+                    return Some(
+                        Event::default()
+                            .retry(RECONNECT_AFTER_SHUTDOWN)
+                            .comment("shutting down"),
+                    );
                 }
-                _ = session_check.tick() => {
+                _ = self.session_check.tick() => {
                     // Signed out (in any tab, on any instance) or expired: stop telling.
-                    if !matches!(sessions.load(&session_id).await, Ok(Some(_))) {
+                    if !matches!(self.sessions.load(&self.session_id).await, Ok(Some(_))) {
                         tracing::debug!("live stream ended with its session");
-                        return;
+                        return None;
                     }
                 }
             }
         }
-    });
-
-    sse(ReceiverStream::new(rx)).into_response()
+    }
 }
 
 fn sse(

@@ -1,5 +1,8 @@
 use server::{config::Config, startup::Application};
 
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() {
     let _ = dotenvy::dotenv();

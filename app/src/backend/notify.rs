@@ -20,8 +20,10 @@ use super::{
 };
 use crate::model::ChangeKind;
 
-/// Changes buffered per customer before a slow stream lags (and rereads the log).
-const PER_CUSTOMER_BUFFER: usize = 64;
+/// Changes buffered per customer before a slow stream lags (and rereads the log). Small: the
+/// buffer is allocated whole for every customer with a stream open (a slot is a `Change`), and a
+/// lag costs one read of the log.
+const PER_CUSTOMER_BUFFER: usize = 16;
 
 #[derive(Clone)]
 pub struct Notifier {

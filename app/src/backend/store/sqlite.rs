@@ -63,6 +63,9 @@ impl SqliteDatabase {
         }
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
+            // A file on this machine does not go away like a server connection: no ping (a
+            // round trip to the connection's thread) before every query.
+            .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
