@@ -7,7 +7,7 @@ use leptos_router::hooks::use_query_map;
 use crate::components::notice::{error_of, FormError};
 use crate::model::CustomerView;
 
-#[server(endpoint = "current_customer")]
+#[server(endpoint = "current_customer", output = crate::codec::JsonText)]
 pub async fn current_customer() -> Result<Option<CustomerView>, ServerFnError> {
     use crate::session;
     let Some(id) = session::customer_id().await? else {
@@ -26,7 +26,7 @@ pub async fn current_customer() -> Result<Option<CustomerView>, ServerFnError> {
 }
 
 /// Whether the sign-in page shows the demo credentials (development only).
-#[server(endpoint = "demo_credentials")]
+#[server(endpoint = "demo_credentials", output = crate::codec::JsonText)]
 pub async fn demo_credentials() -> Result<Option<(String, String)>, ServerFnError> {
     use crate::backend::accounts::{DEMO_EMAIL, DEMO_PASSWORD};
     let backend = crate::session::backend()?;
@@ -36,7 +36,7 @@ pub async fn demo_credentials() -> Result<Option<(String, String)>, ServerFnErro
         .then(|| (DEMO_EMAIL.to_owned(), DEMO_PASSWORD.to_owned())))
 }
 
-#[server(endpoint = "sign_up")]
+#[server(endpoint = "sign_up", output = crate::codec::JsonText)]
 pub async fn sign_up(name: String, email: String, password: String) -> Result<(), ServerFnError> {
     use crate::components::notice::refuse;
     use crate::session;
@@ -53,7 +53,7 @@ pub async fn sign_up(name: String, email: String, password: String) -> Result<()
     Ok(())
 }
 
-#[server(endpoint = "sign_in")]
+#[server(endpoint = "sign_in", output = crate::codec::JsonText)]
 pub async fn sign_in(
     email: String,
     password: String,
@@ -83,7 +83,7 @@ pub async fn sign_in(
     Ok(())
 }
 
-#[server(endpoint = "sign_out")]
+#[server(endpoint = "sign_out", output = crate::codec::JsonText)]
 pub async fn sign_out() -> Result<(), ServerFnError> {
     crate::session::sign_out().await?;
     leptos_axum::redirect("/sign-in");

@@ -61,7 +61,7 @@ fn hosted_form() -> HostedForm {
     }
 }
 
-#[server(endpoint = "list_cards")]
+#[server(endpoint = "list_cards", output = crate::codec::JsonText)]
 pub async fn list_cards() -> Result<CardsPage, ServerFnError> {
     use crate::session;
     use chrono::Datelike;
@@ -114,7 +114,7 @@ fn back_to_cards() {
 
 /// Starts adding a card: the pending row is committed before this answers. `replaces` is a
 /// failed or expired card that "Try again" retires at the same time.
-#[server(endpoint = "add_card")]
+#[server(endpoint = "add_card", output = crate::codec::JsonText)]
 pub async fn add_card(replaces: Option<String>) -> Result<String, ServerFnError> {
     use crate::components::notice::refuse;
     use crate::session;
@@ -141,7 +141,7 @@ pub async fn add_card(replaces: Option<String>) -> Result<String, ServerFnError>
     Ok(added.card_id.to_string())
 }
 
-#[server(endpoint = "make_default_card")]
+#[server(endpoint = "make_default_card", output = crate::codec::JsonText)]
 pub async fn make_default_card(card_id: String) -> Result<(), ServerFnError> {
     use crate::components::notice::refuse;
     use crate::session;
@@ -159,7 +159,7 @@ pub async fn make_default_card(card_id: String) -> Result<(), ServerFnError> {
     Ok(())
 }
 
-#[server(endpoint = "remove_card")]
+#[server(endpoint = "remove_card", output = crate::codec::JsonText)]
 pub async fn remove_card(card_id: String) -> Result<(), ServerFnError> {
     use crate::components::notice::refuse;
     use crate::session;
@@ -178,7 +178,7 @@ pub async fn remove_card(card_id: String) -> Result<(), ServerFnError> {
 }
 
 /// Gives one of the customer's cards a nickname; an empty one clears it.
-#[server(endpoint = "rename_card")]
+#[server(endpoint = "rename_card", output = crate::codec::JsonText)]
 pub async fn rename_card(card_id: String, nickname: String) -> Result<(), ServerFnError> {
     use crate::components::notice::refuse;
     use crate::session;
@@ -202,7 +202,7 @@ pub async fn rename_card(card_id: String, nickname: String) -> Result<(), Server
 
 /// The hosted form reported that the customer submitted it. `jetpay_card_id` is the id the form
 /// named (absent when Jetpay posts no message); brand and last four are what it showed.
-#[server(endpoint = "card_form_submitted")]
+#[server(endpoint = "card_form_submitted", output = crate::codec::JsonText)]
 pub async fn card_form_submitted(
     card_id: String,
     jetpay_card_id: Option<String>,

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod cards;
+pub mod codec;
 pub mod components;
 pub mod layout;
 pub mod live;

@@ -13,7 +13,7 @@ pub struct JetpayConnection {
 }
 
 /// What the server knows about its Jetpay connection. Provided by the server as context.
-#[server(endpoint = "server_info")]
+#[server(endpoint = "server_info", output = crate::codec::JsonText)]
 pub async fn server_info() -> Result<JetpayConnection, ServerFnError> {
     use_context::<JetpayConnection>()
         .ok_or_else(|| ServerFnError::new("server info not configured"))

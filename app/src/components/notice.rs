@@ -46,7 +46,7 @@ pub fn is_plain_form_post() -> bool {
 }
 
 /// The sentence kept for `id` by [`refuse`], if it is this session's latest.
-#[server(endpoint = "form_notice")]
+#[server(endpoint = "form_notice", output = crate::codec::JsonText)]
 pub async fn form_notice(id: String) -> Result<Option<String>, ServerFnError> {
     let session = crate::session::session().await?;
     let kept: Option<(String, String)> = session.get(NOTICE_KEY).await.ok().flatten();
