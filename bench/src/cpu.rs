@@ -21,3 +21,8 @@ pub fn this_thread() -> Duration {
 pub fn this_process() -> Duration {
     from_stat("/proc/self/stat").unwrap_or_default()
 }
+
+/// Another process's (a server started by the bench).
+pub fn of_process(pid: u32) -> Duration {
+    from_stat(&format!("/proc/{pid}/stat")).unwrap_or_default()
+}

@@ -120,6 +120,7 @@ async fn measure(
     // The load client on a thread (and runtime) of its own, so its CPU is its own.
     let base = server.base.clone();
     let api_key = registration.api_key.clone();
+    eprintln!("P2 ({}): ingest started", database.name());
     let server_cpu_before = cpu::this_process();
     let client = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()

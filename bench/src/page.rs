@@ -132,6 +132,20 @@ struct Load {
     client_share: f64,
 }
 
+impl Load {
+    /// The figures of `samples` taken since `started`, with this thread's CPU since `cpu_before`.
+    fn of(mut samples: Vec<Duration>, started: Instant, cpu_before: Duration) -> Load {
+        let elapsed = started.elapsed();
+        samples.sort();
+        Load {
+            per_second: samples.len() as f64 / elapsed.as_secs_f64(),
+            p50: quantile(&samples, 0.5),
+            p99: quantile(&samples, 0.99),
+            client_share: (cpu::this_thread() - cpu_before).as_secs_f64() / elapsed.as_secs_f64(),
+        }
+    }
+}
+
 /// `CONNECTIONS` loops, each loading the page as soon as the last one arrived.
 async fn flat_out(url: &str, cookie: &str, seconds: Duration) -> Result<Load, String> {
     let http = client();
@@ -153,14 +167,7 @@ async fn flat_out(url: &str, cookie: &str, seconds: Duration) -> Result<Load, St
     for result in futures::future::join_all(loops).await {
         samples.extend(result?);
     }
-    let elapsed = started.elapsed();
-    samples.sort();
-    Ok(Load {
-        per_second: samples.len() as f64 / elapsed.as_secs_f64(),
-        p50: quantile(&samples, 0.5),
-        p99: quantile(&samples, 0.99),
-        client_share: (cpu::this_thread() - cpu_before).as_secs_f64() / elapsed.as_secs_f64(),
-    })
+    Ok(Load::of(samples, started, cpu_before))
 }
 
 /// Pages requested at `rate` per second on a clock, whatever the answers' pace.
@@ -184,14 +191,7 @@ async fn paced(url: &str, cookie: &str, rate: f64, seconds: Duration) -> Result<
     for request in requests {
         samples.push(request.await.map_err(|e| e.to_string())??);
     }
-    let elapsed = started.elapsed();
-    samples.sort();
-    Ok(Load {
-        per_second: samples.len() as f64 / elapsed.as_secs_f64(),
-        p50: quantile(&samples, 0.5),
-        p99: quantile(&samples, 0.99),
-        client_share: (cpu::this_thread() - cpu_before).as_secs_f64() / elapsed.as_secs_f64(),
-    })
+    Ok(Load::of(samples, started, cpu_before))
 }
 
 /// The baseline: one handler, its own pool on the same database, the page's shell copied from
