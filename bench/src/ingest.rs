@@ -15,7 +15,7 @@ use sqlx::{AnyPool, Connection};
 use crate::{
     cpu,
     report::{thousands, Row},
-    server::{placeholders, post_delivery, Running, Signer, NOW_MS},
+    server::{now_ms, placeholders, post_delivery, Running, Signer},
 };
 
 const BATCH: usize = 100;
@@ -213,7 +213,7 @@ async fn deliver(
 
 /// Customers with contacts, each with pending cards: the same rows Add card leaves.
 async fn seed(pool: &AnyPool, events: usize) -> Result<Cards, String> {
-    let now = NOW_MS;
+    let now = now_ms();
     let mut cards = Vec::with_capacity(events);
     let customers = events.div_ceil(CARDS_PER_CUSTOMER);
     let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
@@ -285,7 +285,7 @@ async fn write_in_process(pool: &AnyPool, cards: &Cards, in_flight: usize) -> Re
 
 /// One batch's rows in one transaction.
 async fn write_batch(pool: &AnyPool, b: usize, chunk: &[(String, String)]) -> Result<(), String> {
-    let now = NOW_MS;
+    let now = now_ms();
     let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
     let ids: Vec<i64> = (0..chunk.len())
         .map(|i| (b * BATCH + i + 1) as i64)

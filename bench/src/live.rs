@@ -192,7 +192,7 @@ async fn follow_and_deliver(
     let cpu_before = cpu::this_thread();
     let started = Instant::now();
     let http = client();
-    let (seen_tx, mut seen) = mpsc::unbounded_channel::<(usize, Instant)>();
+    let (seen_tx, mut seen) = mpsc::unbounded_channel::<(usize, Instant, String)>();
     let mut opened = Vec::new();
     for (c, cookie) in cookies.iter().enumerate() {
         for _ in 0..streams_per_customer {
@@ -220,11 +220,13 @@ async fn follow_and_deliver(
         let deadline = tokio::time::Instant::now() + ROUND_LIMIT;
         while waiting > 0 {
             match tokio::time::timeout_at(deadline, seen.recv()).await {
-                Ok(Some((c, at))) if c == customer => {
+                Ok(Some((c, at, _))) if c == customer => {
                     samples.push(at.duration_since(sent));
                     waiting -= 1;
                 }
-                Ok(Some((c, _))) => return Err(format!("customer {c} got another's change")),
+                Ok(Some((c, _, event))) => return Err(format!(
+                    "customer {c} got a change while customer {customer}'s was awaited: {event:?}"
+                )),
                 Ok(None) => return Err("every stream ended".into()),
                 Err(_) => {
                     return Err(format!(
@@ -244,7 +246,7 @@ async fn open_stream(
     base: &str,
     cookie: &str,
     customer: usize,
-    seen: mpsc::UnboundedSender<(usize, Instant)>,
+    seen: mpsc::UnboundedSender<(usize, Instant, String)>,
 ) -> Result<(), String> {
     let response = http
         .get(format!("{base}{}", app::live::STREAM_PATH))
@@ -263,7 +265,7 @@ async fn open_stream(
             pending.push_str(&String::from_utf8_lossy(&chunk));
             while let Some(end) = pending.find("\n\n") {
                 let event: String = pending.drain(..end + 2).collect();
-                if card_event(&event) && seen.send((customer, at)).is_err() {
+                if card_event(&event) && seen.send((customer, at, event.clone())).is_err() {
                     return;
                 }
             }

@@ -10,7 +10,14 @@ use rsa::{pkcs1::EncodeRsaPrivateKey, pkcs8::DecodePrivateKey, RsaPrivateKey};
 use serde_json::Value;
 use sqlx::{AnyPool, Connection};
 
-pub const NOW_MS: i64 = 1_700_000_000_000;
+/// Now, in the store's milliseconds: seeded pending cards must be fresh, or the server's sweep
+/// expires them while the benchmark runs.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default()
+}
 const PASSWORD: &str = "a long bench password";
 
 /// A server running on this process's runtime.
@@ -169,7 +176,7 @@ pub async fn seed_cards(
              exp_year, created_at, updated_at) VALUES {}",
             placeholders(cards.len(), 3, tail)
         );
-        let mut insert = sqlx::query(&sql).bind(NOW_MS);
+        let mut insert = sqlx::query(&sql).bind(now_ms());
         for (id, jetpay) in &cards {
             insert = insert
                 .bind(id.clone())
