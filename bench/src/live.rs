@@ -224,9 +224,11 @@ async fn follow_and_deliver(
                     samples.push(at.duration_since(sent));
                     waiting -= 1;
                 }
-                Ok(Some((c, _, event))) => return Err(format!(
+                Ok(Some((c, _, event))) => {
+                    return Err(format!(
                     "customer {c} got a change while customer {customer}'s was awaited: {event:?}"
-                )),
+                ))
+                }
                 Ok(None) => return Err("every stream ended".into()),
                 Err(_) => {
                     return Err(format!(

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use super::{
     Change, Coordination, CustomerId, CustomerLock, DbPool, FeedEvent, Leadership, LockInner,
-    Result, StoreError,
+    Result, StoreError, WriteTurn,
 };
 
 // The same SQL text is compiled once per backend on purpose: see `portable/mod.rs`.
@@ -77,8 +77,9 @@ impl PostgresDatabase {
         Ok(Self { pool })
     }
 
-    async fn begin_write(&self) -> Result<portable::Tx<'static>> {
-        self.pool.begin().await.map_err(classify)
+    async fn begin_write(&self) -> Result<(portable::Tx<'static>, WriteTurn)> {
+        let tx = self.pool.begin().await.map_err(classify)?;
+        Ok((tx, WriteTurn(None)))
     }
 
     /// Queues one notification per change; PostgreSQL delivers them when (and only if) the

@@ -8,7 +8,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
 use super::{
     Change, Coordination, CustomerId, CustomerLock, DbPool, FeedEvent, Leadership, LockInner,
-    Result, StoreError,
+    Result, StoreError, WriteTurn,
 };
 
 // The same SQL text is compiled once per backend on purpose: see `portable/mod.rs`.
@@ -32,6 +32,8 @@ pub struct SqliteDatabase {
     pool: sqlx::SqlitePool,
     /// One lock per customer around "ensure contact, check the caps, add a card".
     customer_locks: std::sync::Mutex<HashMap<CustomerId, Arc<tokio::sync::Mutex<()>>>>,
+    /// One writer at a time in this process (see [`WriteTurn`]).
+    write_turns: Arc<tokio::sync::Semaphore>,
 }
 
 /// SQLite reports a held write lock as "database is locked" (or "busy"), in its message only.
@@ -73,6 +75,7 @@ impl SqliteDatabase {
         Ok(Self {
             pool,
             customer_locks: Default::default(),
+            write_turns: Arc::new(tokio::sync::Semaphore::new(1)),
         })
     }
 
@@ -80,11 +83,19 @@ impl SqliteDatabase {
     /// first cannot wait for another writer when it then writes: it fails at once with "database
     /// is locked", and the busy timeout never applies. `BEGIN IMMEDIATE` takes the write lock up
     /// front, waiting up to the busy timeout, so concurrent writers queue instead of failing.
-    async fn begin_write(&self) -> Result<portable::Tx<'static>> {
-        self.pool
+    async fn begin_write(&self) -> Result<(portable::Tx<'static>, WriteTurn)> {
+        let turn = self
+            .write_turns
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the write semaphore is never closed");
+        let tx = self
+            .pool
             .begin_with("BEGIN IMMEDIATE")
             .await
-            .map_err(classify)
+            .map_err(classify)?;
+        Ok((tx, WriteTurn(Some(turn))))
     }
 
     /// Nothing to tell: there are no other instances.
