@@ -199,14 +199,6 @@ pub enum FeedEvent {
     Resumed,
 }
 
-/// This process's turn to write, held until the transaction ends. On SQLite, writers of this
-/// process queue here, in order, rather than in SQLite's busy handler, which sleeps and retries
-/// (1, 2, 5, 10 … ms) while the lock is held: four deliveries in flight left the database idle
-/// between transactions (BENCHMARKS.md, P2). PostgreSQL writers overlap: no turn.
-pub(crate) struct WriteTurn(
-    #[allow(dead_code)] pub(crate) Option<tokio::sync::OwnedSemaphorePermit>,
-);
-
 /// Held while one customer's "ensure contact, check the caps, add a card" runs, on whichever
 /// instance: so concurrent requests create exactly one Jetpay contact. Give it back with
 /// [`CustomerLock::release`].

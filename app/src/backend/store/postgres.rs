@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use super::{
     Change, Coordination, CustomerId, CustomerLock, DbPool, FeedEvent, Leadership, LockInner,
-    Result, StoreError, WriteTurn,
+    Result, StoreError,
 };
 
 // The same SQL text is compiled once per backend on purpose: see `portable/mod.rs`.
@@ -77,10 +77,12 @@ impl PostgresDatabase {
         Ok(Self { pool })
     }
 
-    async fn begin_write(&self) -> Result<(portable::Tx<'static>, WriteTurn)> {
-        let tx = self.pool.begin().await.map_err(classify)?;
-        Ok((tx, WriteTurn(None)))
+    async fn begin_write(&self) -> Result<portable::Tx<'static>> {
+        self.pool.begin().await.map_err(classify)
     }
+
+    /// Writes share the pool: nothing else to close.
+    async fn close_writer(&self) {}
 
     /// Queues one notification per change; PostgreSQL delivers them when (and only if) the
     /// transaction commits.

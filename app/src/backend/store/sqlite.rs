@@ -8,7 +8,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
 use super::{
     Change, Coordination, CustomerId, CustomerLock, DbPool, FeedEvent, Leadership, LockInner,
-    Result, StoreError, WriteTurn,
+    Result, StoreError,
 };
 
 // The same SQL text is compiled once per backend on purpose: see `portable/mod.rs`.
@@ -32,8 +32,8 @@ pub struct SqliteDatabase {
     pool: sqlx::SqlitePool,
     /// One lock per customer around "ensure contact, check the caps, add a card".
     customer_locks: std::sync::Mutex<HashMap<CustomerId, Arc<tokio::sync::Mutex<()>>>>,
-    /// One writer at a time in this process (see [`WriteTurn`]).
-    write_turns: Arc<tokio::sync::Semaphore>,
+    /// The one connection that runs write transactions (see [`SqliteDatabase::begin_write`]).
+    writer: sqlx::SqlitePool,
 }
 
 /// SQLite reports a held write lock as "database is locked" (or "busy"), in its message only.
@@ -69,33 +69,40 @@ impl SqliteDatabase {
             // round trip to the connection's thread) before every query.
             .test_before_acquire(false)
             .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&pool).await?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .test_before_acquire(false)
+            // Waiting behind this process's other writers counts against the same 5 s as
+            // waiting for another process's lock (the busy timeout); then the store says Busy.
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_with(options)
+            .await?;
         Ok(Self {
             pool,
             customer_locks: Default::default(),
-            write_turns: Arc::new(tokio::sync::Semaphore::new(1)),
+            writer,
         })
     }
 
-    /// Starts a transaction that will write. SQLite's default (deferred) transaction that reads
-    /// first cannot wait for another writer when it then writes: it fails at once with "database
-    /// is locked", and the busy timeout never applies. `BEGIN IMMEDIATE` takes the write lock up
-    /// front, waiting up to the busy timeout, so concurrent writers queue instead of failing.
-    async fn begin_write(&self) -> Result<(portable::Tx<'static>, WriteTurn)> {
-        let turn = self
-            .write_turns
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the write semaphore is never closed");
-        let tx = self
-            .pool
+    /// Starts a transaction that will write, on the one writer connection. SQLite takes one
+    /// writer at a time: this process's writers queue for that connection in order, instead of
+    /// polling in SQLite's busy handler (sleeps of 1, 2, 5, 10 … ms, with the database idle
+    /// meanwhile), and the writer's page cache stays warm, since no other connection of ours
+    /// changes the pages it reads (BENCHMARKS.md, P2). `BEGIN IMMEDIATE` still takes the lock up
+    /// front, so another process's writer is waited for (busy timeout) rather than failing the
+    /// transaction at its first write.
+    async fn begin_write(&self) -> Result<portable::Tx<'static>> {
+        self.writer
             .begin_with("BEGIN IMMEDIATE")
             .await
-            .map_err(classify)?;
-        Ok((tx, WriteTurn(Some(turn))))
+            .map_err(classify)
+    }
+
+    async fn close_writer(&self) {
+        self.writer.close().await;
     }
 
     /// Nothing to tell: there are no other instances.

@@ -42,7 +42,7 @@ impl Cards for Handle {
         form_url: &str,
         replaces: Option<&CardId>,
     ) -> Result<Vec<Change>> {
-        let (mut tx, _turn) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let now = now_ms();
         sqlx::query(
             "INSERT INTO cards (id, customer_id, jetpay_card_id, state, form_url, created_at, updated_at) \
@@ -142,7 +142,7 @@ impl Cards for Handle {
         card_id: &CardId,
         nickname: Option<&str>,
     ) -> Result<Vec<Change>> {
-        let (mut tx, _turn) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE cards SET nickname = $1, updated_at = $2 \
              WHERE id = $3 AND customer_id = $4 AND state <> 'removed'",
@@ -176,7 +176,7 @@ impl Cards for Handle {
         customer_id: &CustomerId,
         card_id: &CardId,
     ) -> Result<Vec<Change>> {
-        let (mut tx, _turn) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let now = now_ms();
         let active: Option<String> = sqlx::query_scalar(
             "SELECT id FROM cards WHERE id = $1 AND customer_id = $2 AND state = 'active'",
@@ -229,7 +229,7 @@ impl Cards for Handle {
     }
 
     async fn remove_card(&self, customer_id: &CustomerId, card_id: &CardId) -> Result<Vec<Change>> {
-        let (mut tx, _turn) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let now = now_ms();
         let was_default: Option<bool> = sqlx::query_scalar(
             "SELECT is_default FROM cards WHERE id = $1 AND customer_id = $2 AND state <> 'removed'",
@@ -280,7 +280,7 @@ impl Cards for Handle {
         brand: Option<&str>,
         last4: Option<&str>,
     ) -> Result<Vec<Change>> {
-        let (mut tx, _turn) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let now = now_ms();
         let done = sqlx::query(
             "UPDATE cards SET submitted_at = $1, brand = COALESCE(brand, $2), \
@@ -312,7 +312,7 @@ impl Cards for Handle {
     }
 
     async fn expire_stale(&self, created_before: i64) -> Result<Vec<Change>> {
-        let (mut tx, _turn) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let stale: Vec<(String, String)> = sqlx::query_as(
             "UPDATE cards SET state = 'expired', form_url = NULL, updated_at = $1 \
              WHERE state = 'pending' AND created_at < $2 RETURNING id, customer_id",

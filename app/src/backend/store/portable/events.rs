@@ -23,7 +23,7 @@ impl Events for Handle {
         &self,
         events: &[Event],
     ) -> Result<(Vec<(i64, EventOutcome)>, Vec<Change>)> {
-        let (mut tx, _turn) = self.begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let now = now_ms();
         let mut outcomes = Vec::with_capacity(events.len());
         let mut changes = Vec::new();

@@ -46,6 +46,7 @@ impl Database for Handle {
 
     async fn close(&self) {
         self.pool.close().await;
+        self.close_writer().await;
     }
 }
 
