@@ -288,11 +288,12 @@ impl Jobs {
             replays,
             "Jetpay never resent this event id; giving the hole up (see readiness)"
         );
-        self.backend.counters.gap_given_up();
-        gaps.given_up.insert(id);
+        // Recorded first, then counted: whoever sees the count can read the record.
         if let Err(e) = self.backend.store.give_up_gap(id, replays).await {
             tracing::warn!(error = %e, "could not record the given-up hole");
         }
+        self.backend.counters.gap_given_up();
+        gaps.given_up.insert(id);
     }
 
     async fn request_replay(&self, from: i64) {
