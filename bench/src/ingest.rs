@@ -15,7 +15,7 @@ use sqlx::{AnyPool, Connection};
 use crate::{
     cpu,
     report::{thousands, Row},
-    server::{now_ms, placeholders, post_delivery, Running, Signer},
+    server::{now_ms, placeholders, post_delivery, seed_cards, Running, Signer},
 };
 
 const BATCH: usize = 100;
@@ -120,7 +120,6 @@ async fn measure(
     // The load client on a thread (and runtime) of its own, so its CPU is its own.
     let base = server.base.clone();
     let api_key = registration.api_key.clone();
-    eprintln!("P2 ({}): ingest started", database.name());
     let server_cpu_before = cpu::this_process();
     let client = std::thread::spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
@@ -213,52 +212,23 @@ async fn deliver(
 
 /// Customers with contacts, each with pending cards: the same rows Add card leaves.
 async fn seed(pool: &AnyPool, events: usize) -> Result<Cards, String> {
-    let now = now_ms();
     let mut cards = Vec::with_capacity(events);
-    let customers = events.div_ceil(CARDS_PER_CUSTOMER);
-    let mut tx = pool.begin().await.map_err(|e| e.to_string())?;
-    for c in 0..customers {
+    for c in 0..events.div_ceil(CARDS_PER_CUSTOMER) {
         let customer = uuid::Uuid::new_v4().to_string();
-        let contact = uuid::Uuid::new_v4().to_string();
         sqlx::query(
-            "INSERT INTO customers (id, email, name, password_hash, jetpay_contact_id, created_at) \
-             VALUES ($1, $2, 'Bench', 'x', $3, $4)",
+            "INSERT INTO customers (id, email, name, password_hash, created_at) \
+             VALUES ($1, $2, 'Bench', 'x', $3)",
         )
         .bind(&customer)
         .bind(format!("bench{c}@example.com"))
-        .bind(&contact)
-        .bind(now)
-        .execute(&mut *tx)
+        .bind(now_ms())
+        .execute(pool)
         .await
         .map_err(|e| e.to_string())?;
         let count = CARDS_PER_CUSTOMER.min(events - cards.len());
-        let mine: Vec<(String, String)> = (0..count)
-            .map(|_| {
-                (
-                    uuid::Uuid::new_v4().to_string(),
-                    format!("jp-{}", uuid::Uuid::new_v4()),
-                )
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO cards (id, customer_id, jetpay_card_id, state, form_url, created_at, updated_at) \
-             VALUES {}",
-            placeholders(mine.len(), 3, ", 'pending', 'http://jetpay.invalid/form', $0, $0")
-        );
-        let mut insert = sqlx::query(&sql).bind(now);
-        for (id, jetpay) in &mine {
-            insert = insert
-                .bind(id.clone())
-                .bind(customer.clone())
-                .bind(jetpay.clone());
-        }
-        insert.execute(&mut *tx).await.map_err(|e| e.to_string())?;
-        cards.extend(
-            mine.into_iter()
-                .map(|(_, jetpay)| (jetpay, contact.clone())),
-        );
+        let (contact, mine) = seed_cards(pool, &customer, count, "pending").await?;
+        cards.extend(mine.into_iter().map(|jetpay| (jetpay, contact.clone())));
     }
-    tx.commit().await.map_err(|e| e.to_string())?;
     Ok(cards)
 }
 

@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use futures::{stream, StreamExt};
+use futures::StreamExt;
 use jetpay::test_util::tokenized_json;
 use sqlx::AnyPool;
 use tokio::sync::mpsc;
@@ -16,7 +16,9 @@ use crate::{
     cpu,
     ingest::Database,
     report::Row,
-    server::{client, customer_id, post_delivery, quantile, seed_cards, sign_up, Running, Signer},
+    server::{
+        client, customer_id, post_delivery, quantile, seed_cards, sign_up_many, Running, Signer,
+    },
 };
 
 const GOAL_P99: Duration = Duration::from_millis(20);
@@ -89,15 +91,10 @@ async fn measure(
     sqlx::any::install_default_drivers();
     let pool = AnyPool::connect(url).await.map_err(|e| e.to_string())?;
     let http = client();
-    let signed_up: Vec<Result<(String, String), String>> = stream::iter(0..size.customers)
-        .map(|n| sign_up(&http, &first.base, n))
-        .buffered(4)
-        .collect()
-        .await;
+    let signed_up = sign_up_many(&http, &first.base, size.customers).await?;
     let cards_each = size.rounds.div_ceil(size.customers);
     let mut customers = Vec::new();
-    for result in signed_up {
-        let (cookie, email) = result?;
+    for (cookie, email) in signed_up {
         let id = customer_id(&pool, &email).await?;
         let (contact, cards) = seed_cards(&pool, &id, cards_each, "pending").await?;
         customers.push((cookie, contact, cards));

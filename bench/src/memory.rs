@@ -21,7 +21,7 @@ use tokio::{
 use crate::{
     cpu,
     report::Row,
-    server::{client, sign_up},
+    server::{client, sign_up_many},
 };
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -84,6 +84,20 @@ impl Process {
             .ok_or_else(|| "no VmRSS".into())
     }
 
+    /// Starts `command` (which listens on `port`) and waits until `path` answers.
+    async fn spawn(mut command: Command, port: u16, path: &str) -> Result<Process, String> {
+        let child = command
+            .stdin(Stdio::null())
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let mut process = Process {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        process.wait_until_up(path).await?;
+        Ok(process)
+    }
+
     async fn wait_until_up(&mut self, path: &str) -> Result<(), String> {
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -126,7 +140,8 @@ fn server_binary() -> Result<PathBuf, String> {
 async fn start_ours(dir: &Path) -> Result<Process, String> {
     let port = free_port()?;
     let log = std::fs::File::create(dir.join("server.log")).map_err(|e| e.to_string())?;
-    let child = Command::new(server_binary()?)
+    let mut command = Command::new(server_binary()?);
+    command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
@@ -138,47 +153,22 @@ async fn start_ours(dir: &Path) -> Result<Process, String> {
         )
         .env("IP_RATE_LIMIT_PER_MINUTE", "100000000")
         .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
         .stdout(log.try_clone().map_err(|e| e.to_string())?)
-        .stderr(log)
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let mut process = Process {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    process.wait_until_up("/ready").await?;
-    Ok(process)
+        .stderr(log);
+    Process::spawn(command, port, "/ready").await
 }
 
 async fn start_bare() -> Result<Process, String> {
     let port = free_port()?;
-    let child = Command::new(std::env::current_exe().map_err(|e| e.to_string())?)
-        .arg(BARE_SSE_MODE)
-        .arg(port.to_string())
-        .stdin(Stdio::null())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    let mut process = Process {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-    };
-    process.wait_until_up("/health").await?;
-    Ok(process)
+    let mut command = Command::new(std::env::current_exe().map_err(|e| e.to_string())?);
+    command.arg(BARE_SSE_MODE).arg(port.to_string());
+    Process::spawn(command, port, "/health").await
 }
 
-/// Signs up `count` customers, a few at a time; returns their session cookies.
+/// Signs up `count` customers; their session cookies.
 async fn sign_ups(base: &str, count: usize) -> Result<Vec<String>, String> {
-    let http = client();
-    let results: Vec<Result<(String, String), String>> = stream::iter(0..count)
-        .map(|n| sign_up(&http, base, n))
-        .buffered(4)
-        .collect()
-        .await;
-    results
-        .into_iter()
-        .map(|r| r.map(|(cookie, _)| cookie))
-        .collect()
+    let signed_up = sign_up_many(&client(), base, count).await?;
+    Ok(signed_up.into_iter().map(|(cookie, _)| cookie).collect())
 }
 
 /// Opens a stream as a browser's EventSource does and returns the connection once the answer's

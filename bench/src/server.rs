@@ -131,6 +131,23 @@ pub async fn sign_up(
     Ok((cookie.join("; "), email))
 }
 
+/// Signs up `count` customers, a few at a time (as many as argon2 runs at once, and then some);
+/// each one's session cookie and email.
+pub async fn sign_up_many(
+    http: &reqwest::Client,
+    base: &str,
+    count: usize,
+) -> Result<Vec<(String, String)>, String> {
+    use futures::{stream, StreamExt};
+    stream::iter(0..count)
+        .map(|n| sign_up(http, base, n))
+        .buffered(4)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect()
+}
+
 /// An HTTP client that keeps cookies out of it (each request names its own) and never follows
 /// redirects (a sign-up's answer carries the cookie).
 pub fn client() -> reqwest::Client {

@@ -53,30 +53,18 @@ pub async fn connect(config: &Config, public_url: &Url) -> Result<JetpayConnecti
         JetpayTarget::Remote {
             base_url,
             api_token,
-        } => {
-            let client = Client::new(ClientConfig {
-                timeout: config.jetpay_timeout,
-                ..ClientConfig::new(base_url.clone(), ApiToken::new(api_token.clone()))
-            })?;
-            Ok(JetpayConnection {
-                client,
-                test_mode: false,
-                #[cfg(feature = "sandbox")]
-                sandbox: None,
-            })
-        }
-        JetpayTarget::SharedSandbox { base_url } => {
-            let client = Client::new(ClientConfig {
-                timeout: config.jetpay_timeout,
-                ..ClientConfig::new(base_url.clone(), ApiToken::new(SANDBOX_TOKEN))
-            })?;
-            Ok(JetpayConnection {
-                client,
-                test_mode: true,
-                #[cfg(feature = "sandbox")]
-                sandbox: None,
-            })
-        }
+        } => Ok(JetpayConnection {
+            client: client(config, base_url.clone(), api_token)?,
+            test_mode: false,
+            #[cfg(feature = "sandbox")]
+            sandbox: None,
+        }),
+        JetpayTarget::SharedSandbox { base_url } => Ok(JetpayConnection {
+            client: client(config, base_url.clone(), SANDBOX_TOKEN)?,
+            test_mode: true,
+            #[cfg(feature = "sandbox")]
+            sandbox: None,
+        }),
         #[cfg(not(feature = "sandbox"))]
         JetpayTarget::Sandbox { .. } => {
             unreachable!("configuration refuses the sandbox in a build without it")
@@ -103,12 +91,8 @@ pub async fn connect(config: &Config, public_url: &Url) -> Result<JetpayConnecti
             };
             let sandbox = jetpay_sandbox::start(sandbox_config).await?;
             tracing::info!(url = %sandbox.base_url(), "embedded Jetpay sandbox started (dashboard at /_sandbox)");
-            let client = Client::new(ClientConfig {
-                timeout: config.jetpay_timeout,
-                ..ClientConfig::new(sandbox.base_url(), ApiToken::new(SANDBOX_TOKEN))
-            })?;
             Ok(JetpayConnection {
-                client,
+                client: client(config, sandbox.base_url(), SANDBOX_TOKEN)?,
                 test_mode: true,
                 sandbox: Some(sandbox),
             })
@@ -229,4 +213,12 @@ pub async fn try_register(
         .save_webhook_registration(callback_url, &registration)
         .await?;
     Ok((registration, webhook.state))
+}
+
+/// A Jetpay client at `base_url` with the configured timeout.
+fn client(config: &Config, base_url: Url, token: &str) -> Result<Client, jetpay::Error> {
+    Client::new(ClientConfig {
+        timeout: config.jetpay_timeout,
+        ..ClientConfig::new(base_url, ApiToken::new(token))
+    })
 }
