@@ -33,7 +33,8 @@ use axum::{
 use futures::Stream;
 use serde::Deserialize;
 use tokio::sync::broadcast::error::RecvError;
-use tower_sessions::{Session, SessionStore};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tower_sessions::{session::Id, Session};
 
 use crate::state::AppState;
 
@@ -85,6 +86,99 @@ impl Drop for StreamSlot {
     }
 }
 
+/// Ends streams with their session, all of them at once: every [`SESSION_CHECK`] one query asks
+/// which of the open streams' sessions still exist. (A load per stream every 2 s had cost 10,000
+/// idle streams a quarter of a core: P3 in BENCHMARKS.md.)
+#[derive(Clone, Default)]
+pub struct SessionWatch(Arc<Mutex<HashMap<Id, Watched>>>);
+
+/// A session some stream follows: cancelled when it is gone.
+struct Watched {
+    ended: CancellationToken,
+    streams: usize,
+}
+
+/// A stream's hold on its session's watch.
+pub struct Watching {
+    watch: SessionWatch,
+    session_id: Id,
+    ended: CancellationToken,
+}
+
+impl SessionWatch {
+    fn watch(&self, session_id: Id) -> Watching {
+        let mut watched = self.0.lock().expect("session watch poisoned");
+        let entry = watched.entry(session_id).or_insert_with(|| Watched {
+            ended: CancellationToken::new(),
+            streams: 0,
+        });
+        entry.streams += 1;
+        Watching {
+            watch: self.clone(),
+            session_id,
+            ended: entry.ended.clone(),
+        }
+    }
+
+    /// Checks the watched sessions every [`SESSION_CHECK`] until `shutdown`. A failed check
+    /// ends nothing: the database being away says nothing about sign-outs.
+    pub async fn run(self, sessions: crate::sessions::Sessions, shutdown: CancellationToken) {
+        let mut beat = tokio::time::interval(SESSION_CHECK);
+        beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = beat.tick() => {}
+                _ = shutdown.cancelled() => return,
+            }
+            let ids: Vec<Id> = self
+                .0
+                .lock()
+                .expect("session watch poisoned")
+                .keys()
+                .copied()
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            match sessions.alive(&ids).await {
+                Ok(alive) => {
+                    let mut watched = self.0.lock().expect("session watch poisoned");
+                    for id in ids.iter().filter(|id| !alive.contains(id)) {
+                        if let Some(gone) = watched.remove(id) {
+                            gone.ended.cancel();
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "could not check live streams' sessions"),
+            }
+        }
+    }
+}
+
+impl Watching {
+    /// Resolves when the session has been signed out (in any tab, on any instance) or expired.
+    fn ended(&self) -> WaitForCancellationFuture<'_> {
+        self.ended.cancelled()
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        // A cancelled token's entry is gone already (the check removes it as it cancels); an
+        // entry whose token is live is this stream's own.
+        if self.ended.is_cancelled() {
+            return;
+        }
+        let mut watched = self.watch.0.lock().expect("session watch poisoned");
+        if let Some(entry) = watched.get_mut(&self.session_id) {
+            entry.streams -= 1;
+            if entry.streams == 0 {
+                watched.remove(&self.session_id);
+            }
+        }
+    }
+}
+
 #[derive(Deserialize)]
 pub struct Position {
     since: Option<i64>,
@@ -126,10 +220,8 @@ pub async fn stream(
     let follower = Follower {
         live: state.backend.notifier.subscribe(&customer),
         backend: state.backend.clone(),
-        sessions: state.sessions.clone(),
-        session_id,
+        session: state.session_watch.watch(session_id),
         customer,
-        session_check: tokio::time::interval(SESSION_CHECK),
         shutdown: state.shutdown.clone(),
         position,
         catch_up: true,
@@ -149,11 +241,9 @@ pub async fn stream(
 /// One stream's position in its customer's changes, and what ends it.
 struct Follower {
     backend: Arc<app::backend::Backend>,
-    sessions: crate::sessions::Sessions,
-    session_id: tower_sessions::session::Id,
+    session: Watching,
     customer: CustomerId,
     live: app::backend::notify::Subscription,
-    session_check: tokio::time::Interval,
     shutdown: tokio_util::sync::CancellationToken,
     position: i64,
     /// Whether the log must be read before following live changes.
@@ -218,12 +308,9 @@ impl Follower {
                             .comment("shutting down"),
                     );
                 }
-                _ = self.session_check.tick() => {
-                    // Signed out (in any tab, on any instance) or expired: stop telling.
-                    if !matches!(self.sessions.load(&self.session_id).await, Ok(Some(_))) {
-                        tracing::debug!("live stream ended with its session");
-                        return None;
-                    }
+                _ = self.session.ended() => {
+                    tracing::debug!("live stream ended with its session");
+                    return None;
                 }
             }
         }

@@ -211,6 +211,12 @@ impl Application {
             tokio::spawn(async move { verifier.ensure_keys().await });
         }
 
+        let session_watch = live::SessionWatch::default();
+        tokio::spawn(
+            session_watch
+                .clone()
+                .run(session_store.clone(), shutdown.clone()),
+        );
         let state = AppState {
             leptos_options: leptos_options.clone(),
             backend: backend.clone(),
@@ -218,7 +224,7 @@ impl Application {
             gap_check,
             callback_url,
             registration: Default::default(),
-            sessions: session_store,
+            session_watch,
             streams: live::StreamSlots::default(),
             shutdown: shutdown.clone(),
         };

@@ -21,8 +21,8 @@ pub struct AppState {
     pub callback_url: String,
     /// That registration, cached (reread from the database on a mismatch).
     pub registration: Arc<std::sync::RwLock<Option<app::backend::store::WebhookRegistration>>>,
-    /// The session store, which live streams consult to end with their session.
-    pub sessions: crate::sessions::Sessions,
+    /// Ends live streams with their session.
+    pub session_watch: crate::live::SessionWatch,
     pub streams: StreamSlots,
     /// Cancelled when the server starts shutting down: streams end, jobs stop.
     pub shutdown: CancellationToken,

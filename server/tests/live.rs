@@ -156,6 +156,36 @@ async fn the_stream_ends_when_its_session_signs_out() {
     eprintln!("stream ended {:?} after sign-out", ended.unwrap());
 }
 
+/// Sessions are checked for all streams at once: a sign-out ends every stream of that session
+/// and no other customer's.
+#[tokio::test]
+async fn a_sign_out_ends_that_sessions_streams_and_no_others() {
+    let app = spawn_app().await;
+    let alice = app.customer("alice").await;
+    let bob = app.customer("bob").await;
+    let alices = [alice.open_stream().await, alice.open_stream().await];
+    let bobs = [bob.open_stream().await, bob.open_stream().await];
+    for response in alices.iter().chain(&bobs) {
+        assert_eq!(response.status(), 200);
+    }
+    let (status, body) = alice.call("sign_out", &[]).await;
+    assert!(
+        status.is_success() || status.is_redirection(),
+        "{status} {body}"
+    );
+    let ended = futures::future::join_all(
+        alices.map(|response| ends_within(response, Duration::from_secs(10))),
+    )
+    .await;
+    assert!(ended.iter().all(Option::is_some), "{ended:?}");
+    // Two more checks' worth of time: Bob's streams stay open.
+    let kept = futures::future::join_all(
+        bobs.map(|response| ends_within(response, server::live::SESSION_CHECK * 2)),
+    )
+    .await;
+    assert!(kept.iter().all(Option::is_none), "{kept:?}");
+}
+
 /// One customer holds a bounded number of streams; one more is refused until one closes.
 #[tokio::test]
 async fn a_customer_gets_a_bounded_number_of_streams() {
