@@ -85,6 +85,8 @@ cmd_test() {
   say "Building the site for the end-to-end tests"
   cargo leptos build --bin-features sandbox
   say "Benchmark smoke (seconds; the full run is in BENCHMARKS.md)"
+  # P3 runs our server with Jetpay in a process of its own, as production has it.
+  cargo build -q -p jetpay-sandbox
   if with_postgres; then
     TEST_POSTGRES_URL="$TEST_POSTGRES_URL" cargo run -q -p bench -- --smoke
   else

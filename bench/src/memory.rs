@@ -3,8 +3,11 @@
 //!   bare axum SSE broadcaster holding the same number of streams with the same heartbeat;
 //! - our server left idle after 100 sign-ups (argon2 takes ~19 MiB per hash while it runs).
 //!
-//! Our side is the `server` binary built beside this one (`cargo leptos build` makes it; the
-//! embedded sandbox is in it); the baseline is this binary started as `bench serve-bare-sse`.
+//! Our side is the `server` binary built beside this one, run as production runs it: with Jetpay
+//! in another process (here the `jetpay-sandbox` binary beside it), so that the embedded
+//! sandbox, a development convenience, adds neither its code nor its memory to ours.
+//! `cargo leptos build --release` builds that server without the sandbox, as shipped. The
+//! baseline is this binary started as `bench serve-bare-sse`.
 
 use std::{
     path::{Path, PathBuf},
@@ -123,30 +126,55 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| e.to_string())
 }
 
-/// The `server` binary next to this one (target/release or target/debug).
-fn server_binary() -> Result<PathBuf, String> {
+/// The binary `name` next to this one (target/release or target/debug), which `build` makes.
+fn binary_beside(name: &str, build: &str) -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let server = exe.with_file_name("server");
-    if server.exists() {
-        Ok(server)
+    let binary = exe.with_file_name(name);
+    if binary.exists() {
+        Ok(binary)
     } else {
         Err(format!(
-            "{} not found: build it first (`cargo leptos build --release --bin-features sandbox`)",
-            server.display()
+            "{} not found: build it first (`{build}`)",
+            binary.display()
         ))
     }
 }
 
-async fn start_ours(dir: &Path) -> Result<Process, String> {
+/// The token our server presents to the sandbox.
+const JETPAY_TOKEN: &str = "bench-token";
+
+/// Jetpay for our server: the sandbox as a process of its own.
+async fn start_jetpay(dir: &Path) -> Result<Process, String> {
+    let port = free_port()?;
+    let log = std::fs::File::create(dir.join("jetpay.log")).map_err(|e| e.to_string())?;
+    let mut command = Command::new(binary_beside(
+        "jetpay-sandbox",
+        "cargo build --release -p jetpay-sandbox",
+    )?);
+    command
+        .arg("serve")
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--db")
+        .arg(dir.join("sandbox.db"))
+        .arg("--api-token")
+        .arg(JETPAY_TOKEN)
+        .env("RUST_LOG", "warn")
+        .stdout(log.try_clone().map_err(|e| e.to_string())?)
+        .stderr(log);
+    Process::spawn(command, port, "/.well-known/jwks.json").await
+}
+
+async fn start_ours(dir: &Path, jetpay: &Process) -> Result<Process, String> {
     let port = free_port()?;
     let log = std::fs::File::create(dir.join("server.log")).map_err(|e| e.to_string())?;
-    let mut command = Command::new(server_binary()?);
+    let mut command = Command::new(binary_beside("server", "cargo leptos build --release")?);
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("LEPTOS_SITE_ADDR", format!("127.0.0.1:{port}"))
-        .env("JETPAY_SANDBOX_ADDR", "127.0.0.1:0")
-        .env("JETPAY_SANDBOX_DB", dir.join("sandbox.db"))
+        .env("JETPAY_BASE_URL", &jetpay.base)
+        .env("JETPAY_API_TOKEN", JETPAY_TOKEN)
         .env(
             "DATABASE_URL",
             format!("sqlite://{}", dir.join("app.db").display()),
@@ -229,7 +257,8 @@ pub async fn streams(size: &Size) -> Result<Row, String> {
     let cpu_before = cpu::this_process();
     let started = Instant::now();
 
-    let ours = start_ours(dir.path()).await?;
+    let jetpay = start_jetpay(dir.path()).await?;
+    let ours = start_ours(dir.path(), &jetpay).await?;
     let cookies = sign_ups(&ours.base, size.customers).await?;
     let held = open_streams(
         &ours.base,
@@ -283,7 +312,8 @@ pub async fn streams(size: &Size) -> Result<Row, String> {
 
 pub async fn idle(size: &Size) -> Result<Row, String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let ours = start_ours(dir.path()).await?;
+    let jetpay = start_jetpay(dir.path()).await?;
+    let ours = start_ours(dir.path(), &jetpay).await?;
     let fresh = ours.rss_mib()?;
     sign_ups(&ours.base, size.sign_ups).await?;
     let busy = ours.rss_mib()?;
