@@ -57,8 +57,12 @@ impl Sessions {
         for chunk in ids.chunks(IDS_PER_QUERY) {
             let found: Vec<String> = match self {
                 Sessions::Sqlite(_, pool) => {
-                    let mut query = QueryBuilder::new(format!("SELECT id FROM {SQLITE_TABLE} WHERE expiry_date > "));
-                    query.push_bind(OffsetDateTime::now_utc()).push(" AND id IN (");
+                    let mut query = QueryBuilder::new("SELECT id FROM ");
+                    query
+                        .push(SQLITE_TABLE)
+                        .push(" WHERE expiry_date > ")
+                        .push_bind(OffsetDateTime::now_utc())
+                        .push(" AND id IN (");
                     let mut list = query.separated(", ");
                     for id in chunk {
                         list.push_bind(id.to_string());
@@ -67,13 +71,15 @@ impl Sessions {
                     query.build_query_scalar().fetch_all(pool).await?
                 }
                 Sessions::Postgres(_, pool) => {
-                    sqlx::query_scalar(&format!(
-                        r#"SELECT id FROM "{POSTGRES_SCHEMA}"."{POSTGRES_TABLE}" WHERE expiry_date > $1 AND id = ANY($2)"#
-                    ))
-                    .bind(OffsetDateTime::now_utc())
-                    .bind(chunk.iter().map(Id::to_string).collect::<Vec<_>>())
-                    .fetch_all(pool)
-                    .await?
+                    let sql = format!(
+                        "SELECT id FROM \"{POSTGRES_SCHEMA}\".\"{POSTGRES_TABLE}\" \
+                         WHERE expiry_date > $1 AND id = ANY($2)"
+                    );
+                    sqlx::query_scalar(&sql)
+                        .bind(OffsetDateTime::now_utc())
+                        .bind(chunk.iter().map(Id::to_string).collect::<Vec<_>>())
+                        .fetch_all(pool)
+                        .await?
                 }
             };
             alive.extend(found.iter().filter_map(|id| id.parse::<Id>().ok()));
