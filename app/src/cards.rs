@@ -231,18 +231,21 @@ pub fn SavedCardsPage() -> impl IntoView {
         <Title text="Saved cards"/>
         <h1 tabindex="-1">"Saved cards"</h1>
         <Transition fallback=|| view! { <p class="muted">"Loading your cards…"</p> }>
-            {move || {
-                page.get()
-                    .map(|result| match result {
-                        Ok(page) => view! { <CardsView page=page/> }.into_any(),
-                        Err(_) => view! {
-                            <p class="form-error" role="alert">
-                                "We couldn't load your cards. Check your connection and reload the page."
-                            </p>
-                        }
-                        .into_any(),
-                    })
-            }}
+            // A `Suspend`, not a closure reading the resource: the boundary checks its children
+            // for pending reads once more after the resource loaded, and a closure would build the
+            // whole list there and again to render it, where a `Suspend` keeps what it built (P4
+            // in BENCHMARKS.md). Nothing here reruns: the resource never reloads.
+            {Suspend::new(async move {
+                match page.await {
+                    Ok(page) => view! { <CardsView page=page/> }.into_any(),
+                    Err(_) => view! {
+                        <p class="form-error" role="alert">
+                            "We couldn't load your cards. Check your connection and reload the page."
+                        </p>
+                    }
+                    .into_any(),
+                }
+            })}
         </Transition>
     }
 }
