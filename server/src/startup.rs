@@ -1,7 +1,10 @@
 //! Building the application and binding its listener, shared by `main` and the integration tests
 //! (which bind port 0).
 
-use std::{net::SocketAddr, sync::Arc};
+use std::{
+    net::SocketAddr,
+    sync::{Arc, OnceLock},
+};
 
 use app::{
     backend::{Backend, Settings},
@@ -17,7 +20,7 @@ use axum::{
     Router,
 };
 use leptos::prelude::*;
-use leptos_axum::{generate_route_list, LeptosRoutes};
+use leptos_axum::{generate_route_list, AxumRouteListing, LeptosRoutes};
 use tokio::{net::TcpListener, sync::Notify};
 use tokio_util::sync::CancellationToken;
 use tower_sessions::{cookie::SameSite, Expiry, SessionManagerLayer};
@@ -44,6 +47,15 @@ const MAX_FORM_BYTES: usize = 64 * 1024;
 /// unread data resets it, and a proxy in between then loses the answer (the client sees a reset,
 /// not a 413). Larger ones are cut off at once.
 const DRAIN_BYTES: usize = 1024 * 1024;
+
+/// The app's pages, worked out once per process. Leptos works them out by rendering the app with
+/// every resource held back, by a flag global to the process; worked out again as a second server
+/// in the process starts (the tests, the benchmark's two instances), it would leave the pages the
+/// first server renders meanwhile waiting forever for their data.
+fn route_list() -> Vec<AxumRouteListing> {
+    static ROUTES: OnceLock<Vec<AxumRouteListing>> = OnceLock::new();
+    ROUTES.get_or_init(|| generate_route_list(App)).clone()
+}
 
 /// Refuses a form whose declared length is over [`MAX_FORM_BYTES`] with a plain 413, after
 /// reading (and dropping) its body when it is at most [`DRAIN_BYTES`].
@@ -246,7 +258,7 @@ impl Application {
         let allowed_origins = security::AllowedOrigins::new(&public_url, !config.production);
         let client_ip = client_ip::ClientIpSource::new(config.trusted_client_ip_header.clone());
 
-        let routes = generate_route_list(App);
+        let routes = route_list();
         // The same context for pages, server functions and the not-found page, whose header
         // needs the backend as much as any page's.
         let context = {
