@@ -34,7 +34,7 @@ const ENDPOINTS: [&str; 10] = [
 ];
 
 fn raw_client() -> reqwest::Client {
-    reqwest::Client::builder()
+    common::client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
@@ -959,7 +959,7 @@ async fn an_oversized_form_gets_413_through_a_proxy() {
     let email = "x".repeat(200_000);
     let mut statuses = Vec::new();
     for _ in 0..20 {
-        let status = reqwest::Client::new()
+        let status = common::client()
             .post(format!("{proxy}/api/sign_in"))
             .form(&[("email", email.as_str()), ("password", "a long password")])
             .send()

@@ -126,13 +126,17 @@ impl Signed {
     }
 
     async fn assert_healthy(&self) {
-        let response = reqwest::get(self.app.url("/health")).await.unwrap();
+        let response = common::client()
+            .get(self.app.url("/health"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(response.status(), 200);
         assert_eq!(response.text().await.unwrap(), "ok");
     }
 
     async fn deliver_as(&self, content_type: Option<&str>, auth: Option<&str>, body: &[u8]) -> u16 {
-        let mut request = reqwest::Client::new()
+        let mut request = common::client()
             .post(self.app.url("/webhooks/jetpay"))
             .body(body.to_vec());
         if let Some(ct) = content_type {
@@ -474,7 +478,11 @@ async fn content_type_does_not_matter_the_signature_does() {
         401
     );
     // GET and other methods are not a delivery.
-    let get = reqwest::get(s.app.url("/webhooks/jetpay")).await.unwrap();
+    let get = common::client()
+        .get(s.app.url("/webhooks/jetpay"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(get.status(), 405);
     s.assert_nothing_changed(&card).await;
 

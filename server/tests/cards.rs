@@ -31,7 +31,7 @@ async fn one_customer_cannot_read_remove_or_default_another_customers_card() {
 #[tokio::test]
 async fn signed_out_callers_cannot_add_or_list_cards() {
     let app = spawn_app().await;
-    let stranger = reqwest::Client::new();
+    let stranger = common::client();
     let response = stranger
         .post(app.url("/api/add_card"))
         .form(&[("x", "")])
@@ -82,7 +82,7 @@ async fn concurrent_first_adds_create_exactly_one_jetpay_contact() {
 #[tokio::test]
 async fn cross_origin_server_function_posts_are_refused() {
     let app = spawn_app().await;
-    let response = reqwest::Client::new()
+    let response = common::client()
         .post(app.url("/api/sign_in"))
         .header("origin", "https://evil.example")
         .form(&[("email", "demo@example.com"), ("password", "demo-password")])

@@ -337,7 +337,7 @@ async fn start_forwarder(app: &TestApp, jetpay: &url::Url) -> Arc<Forwarded> {
         target: app.callback_url(),
         our_key: app.registration().await.api_key,
         counts: counts.clone(),
-        http: reqwest::Client::new(),
+        http: common::client(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -370,7 +370,7 @@ fn steady_traffic(
     app_jetpay_ids: TestAppIds,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let form = reqwest::Client::new();
+        let form = common::client();
         loop {
             tokio::time::sleep(Duration::from_secs(1)).await;
             let (status, body) = customer.call("add_card", &[]).await;
@@ -494,7 +494,7 @@ impl Lane {
             steady_task,
             admin: SandboxAdmin::new(&base),
             customers,
-            form: reqwest::Client::new(),
+            form: common::client(),
             all_cards: Vec::new(),
             removed_cards: Vec::new(),
             log_end: 0,

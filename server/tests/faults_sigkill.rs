@@ -72,7 +72,7 @@ async fn sigkill_mid_flood_loses_and_doubles_nothing() {
 
     // Every result queued at Jetpay, then released as a flood of small, slowed, doubled batches.
     admin.faults(&json!({"pause": true})).await;
-    let form = reqwest::Client::new();
+    let form = common::client();
     for (i, (_, url)) in cards.iter().enumerate() {
         assert_eq!(
             submit_form(&form, url, NUMBERS[i % NUMBERS.len()]).await,

@@ -157,7 +157,7 @@ async fn two_instances_a_webhook_applied_by_one_reaches_a_stream_on_the_other() 
     let http = signed_up(b, "crossing").await;
     let mut on_a = follow(a, &http).await;
     let mut on_b = follow(b, &http).await;
-    let form = reqwest::Client::new();
+    let form = common::client();
     let mut extra_ms = Vec::new();
     let mut end_to_end_ms = Vec::new();
     for _ in 0..20 {
@@ -257,7 +257,7 @@ async fn two_instances_sigkill_one_mid_flood_while_the_other_serves() {
     }
     let total = cards.len();
     cluster.admin.faults(&json!({"pause": true})).await;
-    let form = reqwest::Client::new();
+    let form = common::client();
     for (card, url) in &cards {
         assert_eq!(submit_form(&form, url, SUCCESS).await, 200, "{card}");
     }
@@ -338,7 +338,7 @@ async fn two_instances_only_the_leader_asks_jetpay_to_replay() {
     let cluster = Cluster::start(Front::Proxy).await;
     let (a, b) = (&cluster.a.base, &cluster.b.base);
     let http = signed_up(a, "holes").await;
-    let form = reqwest::Client::new();
+    let form = common::client();
     // One result delivered first: a hole is a missing id after one we have.
     let (first, url) = add_card(a, &http).await;
     assert_eq!(submit_form(&form, &url, SUCCESS).await, 200);

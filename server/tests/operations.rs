@@ -21,7 +21,7 @@ use serde_json::Value;
 use sqlx::{sqlite::SqliteConnectOptions, ConnectOptions, Connection};
 
 async fn get_json(url: &str) -> (u16, Value) {
-    let response = reqwest::get(url).await.unwrap();
+    let response = common::client().get(url).send().await.unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap())
 }
@@ -41,7 +41,11 @@ async fn ready_names_every_check_and_turns_ready() {
     }
     assert_eq!(body["event_gaps_given_up"], serde_json::json!([]));
     // Liveness is separate and plain.
-    let health = reqwest::get(app.url("/health")).await.unwrap();
+    let health = common::client()
+        .get(app.url("/health"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.text().await.unwrap(), "ok");
 }
 
@@ -64,7 +68,7 @@ async fn not_ready_while_jetpay_is_unreachable_and_says_why() {
 }
 
 async fn metrics_text(url: &str) -> String {
-    let response = reqwest::get(url).await.unwrap();
+    let response = common::client().get(url).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(response.headers()["content-type"]
         .to_str()
@@ -88,7 +92,9 @@ async fn metrics_count_deliveries_events_refusals_calls_and_requests() {
         .await;
     app.wait_for_state(&card, "active").await;
     assert_eq!(app.deliver(Some("Bearer x.y.z"), b"{}").await, 401);
-    assert!(reqwest::get(app.url("/health"))
+    assert!(common::client()
+        .get(app.url("/health"))
+        .send()
         .await
         .unwrap()
         .status()
@@ -139,7 +145,11 @@ async fn metrics_can_have_their_own_listener() {
         .port();
     let addr = format!("127.0.0.1:{port}");
     let app = spawn_app_with(&[("METRICS_ADDR", &addr)]).await;
-    let public = reqwest::get(app.url("/metrics")).await.unwrap();
+    let public = common::client()
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(public.status(), 404, "metrics on the public listener");
     let text = metrics_text(&format!("http://{addr}/metrics")).await;
     assert!(text.contains("http_requests_total"), "{text}");
@@ -148,7 +158,7 @@ async fn metrics_can_have_their_own_listener() {
 #[tokio::test]
 async fn every_response_has_a_request_id_and_only_a_trusted_proxys_is_kept() {
     let app = spawn_app().await;
-    let http = reqwest::Client::new();
+    let http = common::client();
     let plain = http.get(app.url("/health")).send().await.unwrap();
     let id = plain.headers()["x-request-id"].to_str().unwrap().to_owned();
     assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
@@ -266,7 +276,7 @@ async fn slow_jetpay(upstream: &url::Url) -> SocketAddr {
         .fallback(any(slow_forward))
         .with_state(SlowJetpay {
             upstream: upstream.to_string(),
-            http: reqwest::Client::new(),
+            http: common::client(),
         });
     tokio::spawn(async move { axum::serve(listener, router).await });
     addr
@@ -308,7 +318,14 @@ async fn ready_server(dir: &Path) -> (Child, String, jetpay_sandbox::Sandbox) {
     let (child, base) = start_server(dir, jetpay);
     eventually(Duration::from_secs(60), "the server ready", || {
         let url = format!("{base}/ready");
-        async move { reqwest::get(url).await.ok().filter(|r| r.status() == 200) }
+        async move {
+            common::client()
+                .get(url)
+                .send()
+                .await
+                .ok()
+                .filter(|r| r.status() == 200)
+        }
     })
     .await;
     (child, base, sandbox)
@@ -423,7 +440,7 @@ async fn sigterm_during_a_delivery_loses_nothing() {
     };
     let lock = db.lock().await;
     assert_eq!(
-        submit_form(&reqwest::Client::new(), &form, "4242424242424242").await,
+        submit_form(&common::client(), &form, "4242424242424242").await,
         200
     );
     // Let the delivery reach the server and wait on the lock, then stop the server.

@@ -102,7 +102,7 @@ async fn forty_concurrent_sign_ups_do_not_stall_webhooks_or_health() {
         .map(|i| {
             let app = app.clone();
             tokio::spawn(async move {
-                reqwest::Client::new()
+                common::client()
                     .post(app.url("/api/sign_up"))
                     .header("x-forwarded-for", format!("198.51.100.{i}"))
                     .form(&[
@@ -120,7 +120,7 @@ async fn forty_concurrent_sign_ups_do_not_stall_webhooks_or_health() {
             })
         })
         .collect();
-    let http = reqwest::Client::new();
+    let http = common::client();
     let key = app.registration().await.api_key;
     let mut health = Vec::new();
     let mut webhook = Vec::new();

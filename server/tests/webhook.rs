@@ -254,7 +254,7 @@ async fn an_event_for_a_card_we_do_not_know_is_recorded_and_acknowledged() {
 async fn a_result_delivered_before_the_pending_card_is_committed_is_not_lost() {
     let app = spawn_app().await;
     let customer = app.customer("early").await;
-    let response = reqwest::Client::new()
+    let response = common::client()
         .post(app.sandbox.join("_sandbox/faults").unwrap())
         .bearer_auth(SANDBOX_TOKEN)
         .json(&json!({"deliver_early": 1, "deliver_early_at": "url_created"}))

@@ -60,7 +60,7 @@ impl SandboxAdmin {
     pub fn new(base: &Url) -> Self {
         Self {
             base: base.clone(),
-            http: reqwest::Client::new(),
+            http: super::client(),
         }
     }
 
@@ -175,7 +175,7 @@ pub async fn submit_form(http: &reqwest::Client, form_url: &str, number: &str) -
 /// A new customer signed up through the server function of a server at `base` (a separately
 /// started binary), in a client that keeps its session cookie.
 pub async fn signed_up(base: &str, name: &str) -> reqwest::Client {
-    let http = reqwest::Client::builder()
+    let http = super::client_builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
         .build()

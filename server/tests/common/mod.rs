@@ -16,6 +16,23 @@ use serde_json::Value;
 use server::{config::Config, startup::Application};
 use url::Url;
 
+/// How long a test's HTTP client waits for the server to say anything (response headers, or the
+/// next piece of a body; a live stream sends a heartbeat every 15 s). A server that stops
+/// answering then fails its test with a timeout instead of hanging the suite.
+const SILENCE: Duration = Duration::from_secs(60);
+
+/// A test's HTTP client: like a browser's, it gives up on a silent server (see [`SILENCE`]).
+pub fn client() -> reqwest::Client {
+    client_builder().build().unwrap()
+}
+
+/// [`client`], for a test that needs more settings (a cookie jar, no redirects).
+pub fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .read_timeout(SILENCE)
+}
+
 pub struct TestApp {
     /// Where the server listens (plain HTTP on loopback): what tests send requests to.
     pub base: Url,
@@ -138,7 +155,7 @@ impl TestApp {
 
     /// A new customer, signed in, in their own cookie jar.
     pub async fn customer(&self, name: &str) -> Customer {
-        let http = reqwest::Client::builder()
+        let http = client_builder()
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -234,7 +251,7 @@ impl TestApp {
         authorization: Option<&str>,
         body: &[u8],
     ) -> StatusCode {
-        let mut request = reqwest::Client::new()
+        let mut request = client()
             .post(self.url("/webhooks/jetpay"))
             .header("content-type", "application/json")
             .body(body.to_vec());
@@ -249,7 +266,7 @@ impl TestApp {
 
     /// Fills in Jetpay's hosted form like a customer would.
     pub async fn submit_card(&self, form_url: &str, number: &str) {
-        let response = reqwest::Client::new()
+        let response = client()
             .post(form_url)
             .form(&[
                 ("card_number", number),

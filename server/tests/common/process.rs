@@ -97,7 +97,7 @@ impl ServerProcess {
             .expect("server binary starts");
         self.child = Some(child);
         let health = format!("{}/health", self.base);
-        let http = reqwest::Client::new();
+        let http = super::client();
         eventually(
             Duration::from_secs(60),
             "the server answers /health",
@@ -118,7 +118,9 @@ impl ServerProcess {
 
     /// A counter's value in this process's `/metrics` (0 when it was never incremented).
     pub async fn metric(&self, name: &str) -> f64 {
-        let text = reqwest::get(format!("{}/metrics", self.base))
+        let text = super::client()
+            .get(format!("{}/metrics", self.base))
+            .send()
             .await
             .unwrap()
             .text()
