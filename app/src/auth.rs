@@ -4,7 +4,10 @@ use leptos::prelude::*;
 use leptos_meta::Title;
 use leptos_router::hooks::use_query_map;
 
-use crate::components::notice::{error_of, FormError};
+use crate::components::{
+    built_once::built_once,
+    notice::{error_of, FormError},
+};
 use crate::model::CustomerView;
 
 #[server(endpoint = "current_customer", output = crate::codec::JsonText)]
@@ -294,8 +297,10 @@ pub fn AccountMenu() -> impl IntoView {
     );
     view! {
         <Suspense>
+            // The read registers the resource with the boundary; the menu itself is built only
+            // to render it (see `built_once`).
             {move || {
-                customer.get().map(|c| match c {
+                customer.get().map(|c| built_once(move || match c {
                     Ok(Some(c)) => view! {
                         <span class="who">{c.name}</span>
                         <ActionForm action=sign_out attr:class="inline">
@@ -303,7 +308,7 @@ pub fn AccountMenu() -> impl IntoView {
                         </ActionForm>
                     }.into_any(),
                     _ => view! { <a href="/sign-in">"Sign in"</a> }.into_any(),
-                })
+                }))
             }}
         </Suspense>
     }

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::components::cards_state::CardsState;
 use crate::components::{
     add_card_panel::AddCardPanel,
+    built_once::built_once,
     card_row::{AddCardButton, CardRow},
     notice::FormError,
 };
@@ -231,13 +232,13 @@ pub fn SavedCardsPage() -> impl IntoView {
         <Title text="Saved cards"/>
         <h1 tabindex="-1">"Saved cards"</h1>
         <Transition fallback=|| view! { <p class="muted">"Loading your cards…"</p> }>
-            // A `Suspend`, not a closure reading the resource: the boundary checks its children
-            // for pending reads once more after the resource loaded, and a closure would build the
-            // whole list there and again to render it, where a `Suspend` keeps what it built (P4
+            // A `Suspend`, not a closure reading the resource, and the list `built_once`: the
+            // boundary checks its children for pending reads once more after the resource
+            // loaded, which would build the list (every row) there and again to render it (P4
             // in BENCHMARKS.md). Nothing here reruns: the resource never reloads.
             {Suspend::new(async move {
                 match page.await {
-                    Ok(page) => view! { <CardsView page=page/> }.into_any(),
+                    Ok(page) => built_once(move || view! { <CardsView page=page/> }),
                     Err(_) => view! {
                         <p class="form-error" role="alert">
                             "We couldn't load your cards. Check your connection and reload the page."

@@ -3,6 +3,7 @@
 
 pub mod add_card_panel;
 pub mod brand;
+pub mod built_once;
 pub mod card_row;
 pub mod cards_state;
 pub mod focus;
