@@ -3,10 +3,11 @@
 //! prints every figure, its baseline and the ratio.
 //!
 //! ```sh
-//! cargo leptos build --release --bin-features sandbox   # the server P3 runs, the WASM P5 weighs
-//! cargo run --release -p bench                           # every goal, full size
-//! cargo run --release -p bench -- p2 p4                  # some goals
-//! cargo run -p bench -- --smoke                          # seconds: what the test command runs
+//! cargo leptos build --release                      # the server P3 runs (as shipped), the WASM P5 weighs
+//! cargo build --release -p bench -p jetpay-sandbox  # the tool; Jetpay for P3's server
+//! ./target/release/bench                            # every goal, full size
+//! ./target/release/bench p2 p4                      # some goals
+//! cargo run -p bench -- --smoke                     # seconds: what the test command runs
 //! ```
 //!
 //! PostgreSQL figures need `BENCH_POSTGRES_URL` (or `TEST_POSTGRES_URL`), e.g.
