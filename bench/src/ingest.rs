@@ -235,9 +235,8 @@ async fn seed(pool: &AnyPool, events: usize) -> Result<Cards, String> {
 }
 
 /// PostgreSQL plans from table statistics, which autovacuum gathers within a minute of a bulk
-/// load like the seed; a run straight after the seed would be planned as if the tables were
-/// empty (the baseline's card update then filtered all 20,000 cards for each batch of 100, 30×
-/// slower). SQLite keeps no statistics unless an application asks, and ours does not.
+/// load like the seed; a run straight after the seed is planned without them (the baseline's
+/// card update then filtered all 20,000 cards for each batch of 100, 30× slower). SQLite keeps no statistics unless an application asks, and ours does not.
 async fn analyze_like_autovacuum(database: &Database, pool: &AnyPool) -> Result<(), String> {
     if let Database::Postgres(_) = database {
         sqlx::query("ANALYZE")
