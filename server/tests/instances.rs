@@ -221,6 +221,89 @@ async fn two_instances_a_dropped_listen_connection_loses_no_change() {
     }
 }
 
+/// Loads the Saved cards page `n` times at once on each instance; how many loads failed.
+async fn burst(cluster: &Cluster, http: &reqwest::Client, n: usize) -> usize {
+    let loads = [&cluster.a.base, &cluster.b.base]
+        .into_iter()
+        .flat_map(|base| {
+            (0..n).map(move |_| async move {
+                http.get(format!("{base}/account/cards"))
+                    .send()
+                    .await
+                    .map(|r| r.status())
+            })
+        });
+    futures::future::join_all(loads)
+        .await
+        .into_iter()
+        .filter(|status| !matches!(status, Ok(s) if s.is_success()))
+        .count()
+}
+
+/// A database restart or failover drops every connection the instances hold. The pools check a
+/// connection that sat idle before handing it out, so the first requests afterwards (customers'
+/// and Jetpay's) are served, not failed on a dead connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_serve_the_first_requests_after_the_database_drops_their_connections() {
+    let cluster = Cluster::start(Front::InstanceA).await;
+    let b = &cluster.b.base;
+    let http = signed_up(b, "failover").await;
+    let mut on_b = follow(b, &http).await;
+    let form = common::client();
+    let pool = cluster.database.pool().await;
+    let connections = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM pg_stat_activity \
+             WHERE datname = current_database() AND application_name = 'saved-cards'",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    // Pages loaded in bursts fill both pools with connections, most of them idle afterwards.
+    assert_eq!(burst(&cluster, &http, 16).await, 0);
+    assert!(
+        connections().await >= 8,
+        "{} connections",
+        connections().await
+    );
+    let cut: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = 'saved-cards') AS t",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    // Longer than the pools' idle recheck (one second), as a restart takes at the least.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let failed = burst(&cluster, &http, 16).await;
+    assert_eq!(
+        failed, 0,
+        "{failed} of 32 page loads failed after {cut} connections were cut"
+    );
+    // And Jetpay's delivery to A (its webhook) is applied at its first attempt.
+    let (card, url) = add_card(b, &http).await;
+    assert_eq!(submit_form(&form, &url, SUCCESS).await, 200);
+    next_change(&mut on_b, &card, "activated").await;
+    let callback = format!("{}/webhooks/jetpay", cluster.public);
+    let hook = cluster
+        .admin
+        .webhooks()
+        .await
+        .into_iter()
+        .find(|w| w["callback_url"] == callback.as_str())
+        .expect("our webhook");
+    let attempts = cluster
+        .admin
+        .attempts(hook["identifier"].as_str().unwrap())
+        .await;
+    let outcomes: Vec<&Value> = attempts.iter().map(|a| &a["outcome"]).collect();
+    assert!(
+        !outcomes.is_empty() && outcomes.iter().all(|o| *o == "delivered"),
+        "a delivery failed: {outcomes:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_concurrent_first_add_card_creates_one_contact_at_jetpay() {
     let cluster = Cluster::start(Front::Proxy).await;

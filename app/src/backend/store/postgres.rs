@@ -1,17 +1,21 @@
 //! The PostgreSQL backend: several instances on one database. What an instance would keep in
 //! memory is in the database instead: a customer's card additions are serialised by an advisory
 //! lock, one instance leads the background jobs by holding another, and committed changes are
-//! announced with `NOTIFY` so that every instance's live streams hear them.
+//! announced with `NOTIFY` (by a trigger on the change log: migration 0002) so that every
+//! instance's live streams hear them.
 
 use std::{str::FromStr, time::Duration};
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::{
+    postgres::{PgConnectOptions, PgListener, PgPoolOptions},
+    Connection,
+};
 use tokio::sync::mpsc;
 
 use super::{
-    Change, Coordination, CustomerId, CustomerLock, DbPool, FeedEvent, Leadership, LockInner,
-    Result, StoreError,
+    Coordination, CustomerId, CustomerLock, DbPool, FeedEvent, Leadership, LockInner, Result,
+    StoreError,
 };
 
 // The same SQL text is compiled once per backend on purpose: see `portable/mod.rs`.
@@ -31,7 +35,8 @@ fn db_pool(pool: &sqlx::Pool<Db>) -> DbPool {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// The channel committed changes are announced on; each payload is `"<customer id> <seq>"`.
+/// The channel committed changes are announced on (by the trigger on `card_changes`); each
+/// payload is `"<customer id> <seq>"`.
 const CHANGES_CHANNEL: &str = "card_changes";
 /// The advisory lock (in the two-key space, apart from customer locks) that makes an instance
 /// the leader of background jobs.
@@ -39,6 +44,8 @@ const LEADER_LOCK: (i32, i32) = (7242, 1);
 /// How long a statement waits for a row or advisory lock before the database counts as busy
 /// (SQLite's busy timeout, here).
 const LOCK_TIMEOUT: &str = "5s";
+/// How long a connection may sit idle in the pool before it is pinged again before use.
+const RECHECK_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 pub struct PostgresDatabase {
     pool: sqlx::PgPool,
@@ -71,6 +78,19 @@ impl PostgresDatabase {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
+            // sqlx pings every connection given back to the pool; pinging it again when it is
+            // handed out costs each request a round trip for nothing (P2 in BENCHMARKS.md).
+            // Only a connection that has sat idle for a while is checked again, so that one the
+            // database dropped meanwhile (a restart, a failover) is replaced, not used.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= RECHECK_AFTER_IDLE {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;
@@ -83,25 +103,6 @@ impl PostgresDatabase {
 
     /// Writes share the pool: nothing else to close.
     async fn close_writer(&self) {}
-
-    /// Queues one notification per change; PostgreSQL delivers them when (and only if) the
-    /// transaction commits.
-    async fn announce(&self, tx: &mut portable::Tx<'_>, changes: &[Change]) -> Result<()> {
-        if changes.is_empty() {
-            return Ok(());
-        }
-        let payloads: Vec<String> = changes
-            .iter()
-            .map(|c| format!("{} {}", c.customer_id, c.seq))
-            .collect();
-        sqlx::query("SELECT pg_notify($1, payload) FROM unnest($2::text[]) AS payload")
-            .bind(CHANGES_CHANNEL)
-            .bind(payloads)
-            .execute(&mut **tx)
-            .await
-            .map_err(classify)?;
-        Ok(())
-    }
 }
 
 /// Listens on [`CHANGES_CHANNEL`] for as long as `feed` has a reader. After every (re)connect it

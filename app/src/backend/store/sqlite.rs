@@ -7,8 +7,8 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 
 use super::{
-    Change, Coordination, CustomerId, CustomerLock, DbPool, FeedEvent, Leadership, LockInner,
-    Result, StoreError,
+    Coordination, CustomerId, CustomerLock, DbPool, FeedEvent, Leadership, LockInner, Result,
+    StoreError,
 };
 
 // The same SQL text is compiled once per backend on purpose: see `portable/mod.rs`.
@@ -103,11 +103,6 @@ impl SqliteDatabase {
 
     async fn close_writer(&self) {
         self.writer.close().await;
-    }
-
-    /// Nothing to tell: there are no other instances.
-    async fn announce(&self, _tx: &mut portable::Tx<'_>, _changes: &[Change]) -> Result<()> {
-        Ok(())
     }
 }
 

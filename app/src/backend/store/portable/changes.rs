@@ -72,8 +72,8 @@ impl NewChange {
 }
 
 impl Handle {
-    /// Appends changes to the log in one statement (in order: their seqs ascend as given), and
-    /// tells the backend's other instances, if it has any.
+    /// Appends changes to the log in one statement (in order: their seqs ascend as given). On
+    /// PostgreSQL the same statement announces them to the other instances (a trigger).
     pub(super) async fn record_changes(
         &self,
         tx: &mut Tx<'_>,
@@ -109,7 +109,6 @@ impl Handle {
             })
             .collect();
         changes.sort_by_key(|c| c.seq);
-        self.announce(tx, &changes).await?;
         Ok(changes)
     }
 }

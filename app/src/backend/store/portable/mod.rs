@@ -1,6 +1,6 @@
 //! The store's SQL, written once in portable SQL and compiled once per backend: `super` is
 //! `sqlite.rs` or `postgres.rs`, which names the database (`Db`), the backend type (`Handle`) and
-//! what differs between them (`classify`, `Handle::begin_write`, `Handle::announce`).
+//! what differs between them (`classify`, `Handle::begin_write`).
 //!
 //! Split by what is stored, one file each: `customers`, `cards`, `events` (Jetpay's events and the
 //! batch apply), `changes` (the live streams' log), `webhooks` (our registration), `limits`.
