@@ -35,8 +35,9 @@ fn db_pool(pool: &sqlx::Pool<Db>) -> DbPool {
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// The channel committed changes are announced on (by the trigger on `card_changes`); each
-/// payload is `"<customer id> <seq>"`.
+/// The channel committed changes are announced on, by the trigger on `card_changes` that
+/// migration 0002 creates (it names the channel too: the two must match); each payload is
+/// `"<customer id> <seq>"`.
 const CHANGES_CHANNEL: &str = "card_changes";
 /// The advisory lock (in the two-key space, apart from customer locks) that makes an instance
 /// the leader of background jobs.
