@@ -11,15 +11,10 @@ use common::{faults::SandboxAdmin, spawn_app, TestApp};
 use jetpay::test_util::eventually;
 use serde_json::Value;
 
-/// Another process's connection to the app's SQLite file.
+/// Jetpay's attempts to deliver to our webhook, as the sandbox recorded them.
 async fn our_attempts(app: &TestApp, admin: &SandboxAdmin) -> Vec<Value> {
-    let hook = admin
-        .webhooks()
-        .await
-        .into_iter()
-        .find(|w| w["callback_url"] == app.url("/webhooks/jetpay"))
-        .expect("our webhook");
-    admin.attempts(hook["identifier"].as_str().unwrap()).await
+    let identifier = admin.webhook_identifier(&app.url("/webhooks/jetpay")).await;
+    admin.attempts(&identifier).await
 }
 
 /// A pending card and its Jetpay form, not yet submitted. Signing up and adding a card write

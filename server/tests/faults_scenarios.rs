@@ -745,14 +745,10 @@ impl Lane {
             .collect();
         let ids: Vec<i64> = log.iter().map(|e| e.id).collect();
         // Late copies of duplicated deliveries may still be in flight: let them land first.
-        let webhook = self
+        let identifier = self
             .admin
-            .webhooks()
-            .await
-            .into_iter()
-            .find(|w| w["callback_url"] == self.app.url("/webhooks/jetpay"))
-            .expect("our webhook");
-        let identifier = webhook["identifier"].as_str().unwrap().to_owned();
+            .webhook_identifier(&self.app.url("/webhooks/jetpay"))
+            .await;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let w = self.admin.webhooks().await;

@@ -251,22 +251,16 @@ async fn two_instances_serve_the_first_requests_after_the_database_drops_their_c
     let mut on_b = follow(b, &http).await;
     let form = common::client();
     let pool = cluster.database.pool().await;
-    let connections = || async {
-        sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM pg_stat_activity \
-             WHERE datname = current_database() AND application_name = 'saved-cards'",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap()
-    };
     // Pages loaded in bursts fill both pools with connections, most of them idle afterwards.
     assert_eq!(burst(&cluster, &http, 16).await, 0);
-    assert!(
-        connections().await >= 8,
-        "{} connections",
-        connections().await
-    );
+    let open: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = 'saved-cards'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert!(open >= 8, "{open} connections");
     let cut: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
          WHERE datname = current_database() AND application_name = 'saved-cards') AS t",
@@ -286,17 +280,8 @@ async fn two_instances_serve_the_first_requests_after_the_database_drops_their_c
     assert_eq!(submit_form(&form, &url, SUCCESS).await, 200);
     next_change(&mut on_b, &card, "activated").await;
     let callback = format!("{}/webhooks/jetpay", cluster.public);
-    let hook = cluster
-        .admin
-        .webhooks()
-        .await
-        .into_iter()
-        .find(|w| w["callback_url"] == callback.as_str())
-        .expect("our webhook");
-    let attempts = cluster
-        .admin
-        .attempts(hook["identifier"].as_str().unwrap())
-        .await;
+    let identifier = cluster.admin.webhook_identifier(&callback).await;
+    let attempts = cluster.admin.attempts(&identifier).await;
     let outcomes: Vec<&Value> = attempts.iter().map(|a| &a["outcome"]).collect();
     assert!(
         !outcomes.is_empty() && outcomes.iter().all(|o| *o == "delivered"),

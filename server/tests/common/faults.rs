@@ -136,6 +136,16 @@ impl SandboxAdmin {
             .unwrap_or_default()
     }
 
+    /// The identifier of the webhook registered with this callback URL.
+    pub async fn webhook_identifier(&self, callback_url: &str) -> String {
+        self.webhooks()
+            .await
+            .into_iter()
+            .find(|w| w["callback_url"] == callback_url)
+            .and_then(|w| w["identifier"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| panic!("no webhook for {callback_url}"))
+    }
+
     pub async fn attempts(&self, identifier: &str) -> Vec<Value> {
         self.call(
             Method::GET,
